@@ -181,6 +181,16 @@ impl ComplianceState {
     }
 }
 
+/// Compliance score in percent: `pass / (pass + fail) × 100` over applicable rules.
+///
+/// `error`, `not_applicable` and `manual` results count neither way (an error is never a
+/// pass nor a fail). `None` when nothing was passed or failed: no score is better than a
+/// made-up one.
+pub fn compliance_score(passed: u64, failed: u64) -> Option<f64> {
+    let applicable = passed + failed;
+    (applicable > 0).then(|| passed as f64 * 100.0 / applicable as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +231,14 @@ mod tests {
         assert_eq!(ComplianceState::from_score(99.9, false), ComplianceState::MostlyCompliant);
         assert_eq!(ComplianceState::from_score(100.0, false), ComplianceState::Compliant);
         assert_eq!(ComplianceState::from_score(100.0, true), ComplianceState::Critical);
+    }
+
+    #[test]
+    fn score_counts_only_passes_and_fails() {
+        assert_eq!(compliance_score(0, 0), None);
+        assert_eq!(compliance_score(3, 1), Some(75.0));
+        assert_eq!(compliance_score(5, 0), Some(100.0));
+        assert_eq!(compliance_score(0, 2), Some(0.0));
     }
 
     #[test]

@@ -1,0 +1,3 @@
+DROP TABLE scheduler_config;
+DROP TABLE processed_messages;
+DROP TABLE outbox;
