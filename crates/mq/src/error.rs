@@ -53,6 +53,10 @@ pub enum MqError {
         #[source]
         source: serde_json::Error,
     },
+    /// No broker connection is established yet (or it was lost and is being re-made):
+    /// retry later.
+    #[error("not connected to RabbitMQ")]
+    NotConnected,
     /// Shutdown was requested before the operation could finish: stop.
     #[error("cancelled by shutdown")]
     Cancelled,

@@ -10,6 +10,8 @@
 //! * [`topology`]: exchange / queue names and the idempotent [`topology::declare`].
 //! * [`publisher`]: [`Publisher`], confirmed and `mandatory` publishing; implements
 //!   [`openwatch_common::outbox::OutboxPublisher`] for the outbox relay.
+//! * [`reconnecting`]: [`ReconnectingPublisher`], a publisher that keeps its connection
+//!   (and the topology) up by itself — what a long-running outbox relay needs.
 //! * [`consumer`]: [`Handler`], [`Router`] and [`consumer::run`], the typed consumer of one
 //!   queue (manual ack, bounded concurrency, graceful drain).
 //! * [`worker`]: [`run_worker`] (connect with backoff, declare, consume, reconnect) and
@@ -21,6 +23,7 @@ pub mod consumer;
 pub mod envelope;
 mod error;
 pub mod publisher;
+pub mod reconnecting;
 pub mod topology;
 pub mod worker;
 
@@ -28,6 +31,7 @@ pub use config::{BrokerConfig, QueueType};
 pub use consumer::{DeliveryInfo, Handler, HandlerError, Router};
 pub use error::MqError;
 pub use publisher::Publisher;
+pub use reconnecting::ReconnectingPublisher;
 pub use worker::{BrokerHealth, BrokerStatus, connect_with_backoff, run_worker};
 
 /// Re-exported so callers can name lapin types (connections, field tables) without

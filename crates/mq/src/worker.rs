@@ -88,7 +88,7 @@ pub async fn connect_with_backoff(
     connect_reporting(config, shutdown, None).await
 }
 
-async fn connect_reporting(
+pub(crate) async fn connect_reporting(
     config: &BrokerConfig,
     shutdown: &CancellationToken,
     health: Option<&BrokerHealth>,

@@ -20,7 +20,7 @@ use openwatch_mq::{
     BrokerConfig, BrokerHealth, DeliveryInfo, Handler, HandlerError, MqError, Publisher, QueueType, Router,
     consumer, run_worker, topology,
 };
-use openwatch_test_support::broker::TestBroker;
+use openwatch_test_support::broker::{self, TestBroker};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -385,26 +385,6 @@ async fn shutdown_waits_for_the_handler_in_flight_and_acks() {
     assert_eq!(broker.queue_depth(&broker.retry_queue(Q)).await, 0);
 }
 
-/// Closes, from the broker side, the connections whose client-provided name contains
-/// `needle` (as a RabbitMQ restart would); returns how many were closed.
-fn close_connections_named(needle: &str) -> usize {
-    let output = std::process::Command::new("rabbitmqctl")
-        .args(["list_connections", "pid", "client_properties", "--quiet", "--no-table-headers"])
-        .output()
-        .expect("rabbitmqctl (run the tests as root on the broker host)");
-    let listing = String::from_utf8_lossy(&output.stdout);
-    let pids: Vec<_> =
-        listing.lines().filter(|l| l.contains(needle)).filter_map(|l| l.split('\t').next()).collect();
-    for pid in &pids {
-        let status = std::process::Command::new("rabbitmqctl")
-            .args(["close_connection", pid, "test: simulated broker restart"])
-            .output()
-            .unwrap();
-        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
-    }
-    pids.len()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_worker_reconnects_when_the_broker_drops_the_connection() {
     let broker = TestBroker::new().await;
@@ -426,7 +406,7 @@ async fn the_worker_reconnects_when_the_broker_drops_the_connection() {
     assert_eq!(health.status().connections, 1);
 
     let name = format!("openwatch {} pid", broker.prefix());
-    let closed = tokio::task::spawn_blocking(move || close_connections_named(&name)).await.unwrap();
+    let closed = tokio::task::spawn_blocking(move || broker::close_connections_named(&name)).await.unwrap();
     assert_eq!(closed, 1, "the worker's connection was not found");
 
     let second = publisher.publish(&check()).await.unwrap();

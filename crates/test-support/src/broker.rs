@@ -219,3 +219,23 @@ async fn delete_prefix(config: &BrokerConfig) {
     }
     let _ = connection.close(200, "OK".into()).await;
 }
+
+/// Closes, from the broker side, the connections whose client-provided name contains
+/// `needle` (as a RabbitMQ restart would); returns how many were closed.
+pub fn close_connections_named(needle: &str) -> usize {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "pid", "client_properties", "--quiet", "--no-table-headers"])
+        .output()
+        .expect("rabbitmqctl (run the tests as root on the broker host)");
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let pids: Vec<_> =
+        listing.lines().filter(|l| l.contains(needle)).filter_map(|l| l.split('\t').next()).collect();
+    for pid in &pids {
+        let status = std::process::Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "test: simulated broker restart"])
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    }
+    pids.len()
+}
