@@ -7,6 +7,7 @@
 //! lets `db` and `mq` cooperate without depending on each other.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::ids::MessageId;
 use crate::queues::QueueName;
@@ -39,4 +40,14 @@ pub trait OutboxPublisher: Send + Sync {
     /// routed to a queue). On error, none of the batch may be considered delivered: the
     /// relay keeps the rows and tries again, and consumers absorb any duplicates.
     fn publish_confirmed(&self, batch: &[OutboxMessage]) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// A shared publisher publishes like the one it shares (the relay and the task keeping the
+/// connection up hold the same publisher).
+impl<P: OutboxPublisher> OutboxPublisher for Arc<P> {
+    type Error = P::Error;
+
+    fn publish_confirmed(&self, batch: &[OutboxMessage]) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        P::publish_confirmed(self, batch)
+    }
 }

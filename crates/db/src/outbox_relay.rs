@@ -78,6 +78,11 @@ impl<P: OutboxPublisher> OutboxRelay<P> {
             Ok(batch.len())
         })
         .await
+        .inspect(|&sent| {
+            if sent > 0 {
+                metrics::counter!(openwatch_telemetry::metrics::OUTBOX_RELAYED_TOTAL).increment(sent as u64);
+            }
+        })
     }
 
     /// Relays until `shutdown` is cancelled: again immediately after a full batch, after

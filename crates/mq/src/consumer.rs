@@ -18,6 +18,7 @@
 //! fails for a reason other than a lost connection, the original is rejected without
 //! requeue so the broker dead-letters it itself.
 
+use openwatch_telemetry::metrics as names;
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -227,7 +228,7 @@ impl Router {
         }
         let started = Instant::now();
         let result = AssertUnwindSafe(handler.call(body, &info)).catch_unwind().instrument(span).await;
-        metrics::histogram!("openwatch_mq_handler_duration_seconds", "queue" => queue.as_str())
+        metrics::histogram!(names::MQ_HANDLER_DURATION_SECONDS, "queue" => queue.as_str())
             .record(started.elapsed().as_secs_f64());
 
         match result {
@@ -434,13 +435,13 @@ impl Settle {
         };
         match settled {
             Ok(outcome) => {
-                metrics::counter!("openwatch_mq_messages_total", "queue" => queue, "outcome" => outcome)
+                metrics::counter!(names::MQ_MESSAGES_CONSUMED_TOTAL, "queue" => queue, "outcome" => outcome)
                     .increment(1)
             }
             Err(error) => {
                 // The channel is gone: the broker redelivers the message to the next consumer.
                 tracing::warn!(mq.queue = queue, message.id = message_id.as_str(), %error, "could not settle message, it will be redelivered");
-                metrics::counter!("openwatch_mq_messages_total", "queue" => queue, "outcome" => "unsettled")
+                metrics::counter!(names::MQ_MESSAGES_CONSUMED_TOTAL, "queue" => queue, "outcome" => "unsettled")
                     .increment(1);
             }
         }

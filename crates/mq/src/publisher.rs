@@ -10,6 +10,7 @@
 //! A [`Publisher`] does not reconnect: on [`MqError::Unavailable`] build a new one on a new
 //! connection ([`crate::connect_with_backoff`]).
 
+use openwatch_telemetry::metrics as names;
 use futures_util::future::try_join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
@@ -131,7 +132,7 @@ impl Publisher {
     async fn finish(&self, queue: QueueName, confirm: PublisherConfirm) -> Result<(), MqError> {
         check_confirmation(confirm, &topology::exchange(&self.prefix, queue), topology::routing_key(queue))
             .await?;
-        metrics::counter!("openwatch_mq_published_total", "queue" => queue.as_str()).increment(1);
+        metrics::counter!(names::MQ_MESSAGES_PUBLISHED_TOTAL, "queue" => queue.as_str()).increment(1);
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 //! Cancelling `shutdown` stops consuming and waits for in-flight handlers (see
 //! [`crate::consumer::run`]).
 
+use openwatch_telemetry::metrics as names;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -118,7 +119,7 @@ pub(crate) async fn connect_reporting(
                 if let Some(health) = health {
                     health.mark_disconnected(&error);
                 }
-                metrics::counter!("openwatch_mq_connect_failures_total").increment(1);
+                metrics::counter!(names::MQ_CONNECT_FAILURES_TOTAL).increment(1);
                 tokio::select! {
                     () = shutdown.cancelled() => return Err(MqError::Cancelled),
                     () = tokio::time::sleep(delay) => {}
@@ -178,7 +179,7 @@ pub async fn run_worker(
             Ok(()) => "consumers stopped unexpectedly".to_owned(),
         };
         state.mark_disconnected(&error);
-        metrics::counter!("openwatch_mq_reconnects_total").increment(1);
+        metrics::counter!(names::MQ_RECONNECTS_TOTAL).increment(1);
         // A session that ran for a while was healthy: start the backoff afresh.
         if session_started.elapsed() > BACKOFF_MAX * 2 {
             backoff = Backoff::default();

@@ -19,7 +19,7 @@ pub const MQ_MESSAGES_CONSUMED_TOTAL: &str = "openwatch_mq_messages_consumed_tot
 pub const MQ_MESSAGES_PUBLISHED_TOTAL: &str = "openwatch_mq_messages_published_total";
 /// Gauge of messages waiting in a queue, as last observed by a consumer. Labels: `queue`.
 pub const MQ_QUEUE_DEPTH: &str = "openwatch_mq_queue_depth";
-/// Counter of outbox rows relayed to RabbitMQ. Labels: `queue`.
+/// Counter of outbox rows relayed to RabbitMQ (published, confirmed and deleted).
 pub const OUTBOX_RELAYED_TOTAL: &str = "openwatch_outbox_relayed_total";
 /// Gauge of the age in seconds of the oldest outbox row not yet relayed (0 when empty).
 pub const OUTBOX_LAG_SECONDS: &str = "openwatch_outbox_lag_seconds";
@@ -33,6 +33,16 @@ pub const SCAN_DURATION_SECONDS: &str = "openwatch_scan_duration_seconds";
 pub const RULES_EVALUATED_TOTAL: &str = "openwatch_rules_evaluated_total";
 /// Counter of findings (per-rule results) stored by the result processor.
 pub const FINDINGS_INGESTED_TOTAL: &str = "openwatch_findings_ingested_total";
+/// Histogram of consumer handler run time in seconds. Labels: `queue`.
+pub const MQ_HANDLER_DURATION_SECONDS: &str = "openwatch_mq_handler_duration_seconds";
+/// Counter of failed attempts to connect to RabbitMQ.
+pub const MQ_CONNECT_FAILURES_TOTAL: &str = "openwatch_mq_connect_failures_total";
+/// Counter of re-established RabbitMQ connections (after a loss).
+pub const MQ_RECONNECTS_TOTAL: &str = "openwatch_mq_reconnects_total";
+/// Counter of host liveness checks. Labels: `state` (the recorded monitoring state).
+pub const HOST_CHECKS_TOTAL: &str = "openwatch_host_checks_total";
+/// Histogram of liveness probe (TCP connect) time in seconds.
+pub const HOST_PROBE_DURATION_SECONDS: &str = "openwatch_host_probe_duration_seconds";
 /// Gauge of hosts per monitoring state. Labels: `state` (`online`, `degraded`, `offline`, …).
 pub const HOSTS_BY_STATE: &str = "openwatch_hosts";
 /// Gauge of the latest compliance score (0–100) per host. Labels: `host_id`.
@@ -66,6 +76,11 @@ pub(crate) fn describe_all() {
     describe_histogram!(SCAN_DURATION_SECONDS, Unit::Seconds, "Scan wall-clock duration.");
     describe_counter!(RULES_EVALUATED_TOTAL, "Rule evaluations, by result status.");
     describe_counter!(FINDINGS_INGESTED_TOTAL, "Findings stored by the result processor.");
+    describe_histogram!(MQ_HANDLER_DURATION_SECONDS, Unit::Seconds, "Consumer handler run time, by queue.");
+    describe_counter!(MQ_CONNECT_FAILURES_TOTAL, "Failed attempts to connect to RabbitMQ.");
+    describe_counter!(MQ_RECONNECTS_TOTAL, "RabbitMQ connections re-established after a loss.");
+    describe_counter!(HOST_CHECKS_TOTAL, "Host liveness checks, by recorded state.");
+    describe_histogram!(HOST_PROBE_DURATION_SECONDS, Unit::Seconds, "Liveness probe (TCP connect) time.");
     describe_gauge!(HOSTS_BY_STATE, "Hosts per monitoring state.");
     describe_gauge!(COMPLIANCE_SCORE, "Latest compliance score (0-100) per host.");
     describe_gauge!(DEPENDENCY_UP, "1 when the last health check of a dependency passed, else 0.");
@@ -91,6 +106,11 @@ mod tests {
             SCAN_DURATION_SECONDS,
             RULES_EVALUATED_TOTAL,
             FINDINGS_INGESTED_TOTAL,
+            MQ_HANDLER_DURATION_SECONDS,
+            MQ_CONNECT_FAILURES_TOTAL,
+            MQ_RECONNECTS_TOTAL,
+            HOST_CHECKS_TOTAL,
+            HOST_PROBE_DURATION_SECONDS,
             HOSTS_BY_STATE,
             COMPLIANCE_SCORE,
             DEPENDENCY_UP,
