@@ -39,7 +39,10 @@ pub trait OutboxPublisher: Send + Sync {
     /// Publishes every message and resolves once all are confirmed by the broker (and
     /// routed to a queue). On error, none of the batch may be considered delivered: the
     /// relay keeps the rows and tries again, and consumers absorb any duplicates.
-    fn publish_confirmed(&self, batch: &[OutboxMessage]) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn publish_confirmed(
+        &self,
+        batch: &[OutboxMessage],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// A shared publisher publishes like the one it shares (the relay and the task keeping the
@@ -47,7 +50,10 @@ pub trait OutboxPublisher: Send + Sync {
 impl<P: OutboxPublisher> OutboxPublisher for Arc<P> {
     type Error = P::Error;
 
-    fn publish_confirmed(&self, batch: &[OutboxMessage]) -> impl Future<Output = Result<(), Self::Error>> + Send {
+    fn publish_confirmed(
+        &self,
+        batch: &[OutboxMessage],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
         P::publish_confirmed(self, batch)
     }
 }

@@ -95,10 +95,11 @@ impl FromStr for QueueName {
     type Err = UnknownVariant;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|q| q.as_str() == s)
-            .ok_or_else(|| UnknownVariant { kind: "queue", value: s.to_owned(), expected: Self::expected() })
+        Self::ALL.into_iter().find(|q| q.as_str() == s).ok_or_else(|| UnknownVariant {
+            kind: "queue",
+            value: s.to_owned(),
+            expected: Self::expected(),
+        })
     }
 }
 

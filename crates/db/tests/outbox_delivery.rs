@@ -17,7 +17,9 @@ use openwatch_db::queries::{hosts, outbox, processed_messages};
 use openwatch_db::schema;
 use openwatch_db::{AsyncConnection, DbError, OutboxRelay, OutboxRelayConfig, Pool};
 use openwatch_mq::envelope::{header_int, header_str};
-use openwatch_mq::{BrokerHealth, DeliveryInfo, Handler, HandlerError, MqError, Publisher, Router, run_worker};
+use openwatch_mq::{
+    BrokerHealth, DeliveryInfo, Handler, HandlerError, MqError, Publisher, Router, run_worker,
+};
 use openwatch_test_support::broker::TestBroker;
 use openwatch_test_support::database::TestDatabase;
 use tokio_util::sync::CancellationToken;
@@ -46,8 +48,12 @@ async fn enqueue(pool: &Pool, message: &HostCheckRequestedV1, commit: bool) {
     let mut conn = pool.get().await.unwrap();
     let result = conn
         .transaction::<_, DbError, _>(async |conn| {
-            outbox::enqueue_default(conn, message, Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
-                .await?;
+            outbox::enqueue_default(
+                conn,
+                message,
+                Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            )
+            .await?;
             if commit { Ok(()) } else { Err(DbError::NotFound) }
         })
         .await;
@@ -128,7 +134,11 @@ struct CountChecks {
 }
 
 impl Handler<HostCheckRequestedV1> for CountChecks {
-    async fn handle(&self, message: HostCheckRequestedV1, delivery: &DeliveryInfo) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        message: HostCheckRequestedV1,
+        delivery: &DeliveryInfo,
+    ) -> Result<(), HandlerError> {
         let mut conn = self.pool.get().await.map_err(|e| HandlerError::Transient(e.to_string()))?;
         let message_id = delivery.message_id;
         conn.transaction::<_, DbError, _>(async |conn| {

@@ -8,8 +8,8 @@ use chrono::Utc;
 use openwatch_common::domain::{FindingStatus, ScanStatus, ScanTrigger, Severity};
 use openwatch_common::ids::{HostId, ScanId};
 use openwatch_common::messages::v1::{EvidenceV1, PlatformV1, RuleResultV1, ScanCompletedV1};
-use openwatch_db::queries::scans::{self, NewScan, RecordOutcome};
 use openwatch_db::queries::hosts;
+use openwatch_db::queries::scans::{self, NewScan, RecordOutcome};
 use openwatch_db::{AsyncConnection, DbError, Pool};
 use openwatch_test_support::database::TestDatabase;
 
@@ -25,7 +25,13 @@ async fn host_with_scan(pool: &Pool) -> (HostId, ScanId) {
     let scan = ScanId::new();
     scans::insert_scan(
         &mut conn,
-        &NewScan { id: scan, host_id: host, trigger: ScanTrigger::Manual, framework: None, requested_by: None },
+        &NewScan {
+            id: scan,
+            host_id: host,
+            trigger: ScanTrigger::Manual,
+            framework: None,
+            requested_by: None,
+        },
     )
     .await
     .unwrap();
@@ -59,7 +65,9 @@ fn completed(host: HostId, scan: ScanId, results: Vec<RuleResultV1>) -> ScanComp
 
 async fn record(pool: &Pool, message: &ScanCompletedV1) -> RecordOutcome {
     let mut conn = pool.get().await.unwrap();
-    conn.transaction::<_, DbError, _>(async |conn| scans::record_completed(conn, message).await).await.unwrap()
+    conn.transaction::<_, DbError, _>(async |conn| scans::record_completed(conn, message).await)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -79,7 +87,10 @@ async fn results_are_stored_in_bulk_with_their_score_and_a_duplicate_changes_not
     let results: Vec<_> = (0..4_900).map(|i| result(i, statuses[i % statuses.len()])).collect();
     let message = completed(host, scan, results);
 
-    assert_eq!(record(&db.pool(), &message).await, RecordOutcome::Recorded { findings: 4_900, score: Some(75.0) });
+    assert_eq!(
+        record(&db.pool(), &message).await,
+        RecordOutcome::Recorded { findings: 4_900, score: Some(75.0) }
+    );
     assert_eq!(
         record(&db.pool(), &message).await,
         RecordOutcome::AlreadyFinished(ScanStatus::Completed),

@@ -10,7 +10,6 @@
 //! A [`Publisher`] does not reconnect: on [`MqError::Unavailable`] build a new one on a new
 //! connection ([`crate::connect_with_backoff`]).
 
-use openwatch_telemetry::metrics as names;
 use futures_util::future::try_join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
@@ -18,6 +17,7 @@ use openwatch_common::ids::MessageId;
 use openwatch_common::messages::Message;
 use openwatch_common::outbox::{OutboxMessage, OutboxPublisher};
 use openwatch_common::queues::QueueName;
+use openwatch_telemetry::metrics as names;
 
 use crate::envelope::Envelope;
 use crate::{BrokerConfig, MqError, topology};

@@ -81,7 +81,9 @@ impl ServiceConfig {
         let database = PoolConfig::from_lookup(lookup)?;
         let broker = BrokerConfig::from_lookup(lookup)?;
         let redis_url = spec.uses_redis.then(|| {
-            lookup(REDIS_URL_VAR).filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "redis://127.0.0.1:6379/0".into())
+            lookup(REDIS_URL_VAR)
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into())
         });
         let worker = if spec.own_queues.is_empty() {
             None
@@ -94,8 +96,13 @@ impl ServiceConfig {
             if !(1..=10_000).contains(&batch_size) {
                 anyhow::bail!("{OUTBOX_BATCH_SIZE_VAR}={batch_size} is invalid: must be between 1 and 10000");
             }
-            let poll_ms = env_parse_from(lookup, OUTBOX_POLL_MS_VAR, defaults.poll_interval.as_millis() as u64)?;
-            Some(OutboxRelayConfig { batch_size, poll_interval: Duration::from_millis(poll_ms.max(1)), ..defaults })
+            let poll_ms =
+                env_parse_from(lookup, OUTBOX_POLL_MS_VAR, defaults.poll_interval.as_millis() as u64)?;
+            Some(OutboxRelayConfig {
+                batch_size,
+                poll_interval: Duration::from_millis(poll_ms.max(1)),
+                ..defaults
+            })
         } else {
             None
         };
@@ -182,9 +189,16 @@ pub async fn run(
                 concurrency = worker.concurrency,
                 "consuming"
             );
-            run_worker(config.broker, worker.queues, worker.concurrency, router, shutdown.clone(), consumer_health)
-                .await
-                .context("consuming messages")?;
+            run_worker(
+                config.broker,
+                worker.queues,
+                worker.concurrency,
+                router,
+                shutdown.clone(),
+                consumer_health,
+            )
+            .await
+            .context("consuming messages")?;
         }
         None => shutdown.cancelled().await,
     }

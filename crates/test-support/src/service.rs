@@ -13,11 +13,11 @@ use serde_json::Value;
 
 use crate::broker::TestBroker;
 use crate::database::TestDatabase;
+use crate::http;
 use crate::process::ServiceProcess;
 use crate::prometheus::{self, Sample};
 use crate::proxy::{ProxyMode, TcpProxy};
 use crate::redis::TestRedis;
-use crate::http;
 
 /// How long a service may take to become healthy on a loaded CI machine.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -81,7 +81,8 @@ async fn sigterm_during_a_check_lets_it_finish_then_exits_0() {
     let host = host_on(db, "busy", listener.local_addr().unwrap().port()).await;
     let mut running = harness.start_healthy().await;
 
-    let mut lock = HeldLock::acquire(db, &format!("SELECT 1 FROM hosts WHERE id = '{host}' FOR UPDATE")).await;
+    let mut lock =
+        HeldLock::acquire(db, &format!("SELECT 1 FROM hosts WHERE id = '{host}' FOR UPDATE")).await;
     let check = HostCheckRequestedV1 { host_id: host, requested_at: Utc::now() };
     harness.broker().publisher().await.publish(&check).await.unwrap();
     lock.wait_for_waiter(db).await;

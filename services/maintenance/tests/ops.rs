@@ -9,7 +9,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_openwatch-maintenance");
 
 #[tokio::test(flavor = "multi_thread")]
 async fn healthy_with_every_dependency_up_and_metrics_parse() {
-    service::assert_healthy_with_metrics(BIN, "maintenance", &["postgres", "rabbitmq", "rabbitmq_outbox"]).await;
+    service::assert_healthy_with_metrics(BIN, "maintenance", &["postgres", "rabbitmq", "rabbitmq_outbox"])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

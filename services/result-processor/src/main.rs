@@ -4,10 +4,10 @@
 mod consumers;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
+use consumers::scan_completed::RecordScanResult;
 use openwatch_common::queues::QueueName;
 use openwatch_mq::Router;
 use openwatch_service_kit::{ServiceConfig, ServiceSpec, runtime};
-use consumers::scan_completed::RecordScanResult;
 
 const SPEC: ServiceSpec = ServiceSpec {
     name: "result-processor",
@@ -23,5 +23,8 @@ const SPEC: ServiceSpec = ServiceSpec {
 async fn main() -> anyhow::Result<()> {
     let config = ServiceConfig::from_env(&SPEC)?;
     let _telemetry = openwatch_telemetry::init(SPEC.name)?;
-    runtime::run(&SPEC, config, |resources| Router::new().register(RecordScanResult { pool: resources.pool.clone() })).await
+    runtime::run(&SPEC, config, |resources| {
+        Router::new().register(RecordScanResult { pool: resources.pool.clone() })
+    })
+    .await
 }

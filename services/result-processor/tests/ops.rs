@@ -38,13 +38,24 @@ async fn queued_scan(db: &TestDatabase) -> (HostId, ScanId) {
     let host = HostId::new();
     hosts::insert_host(
         &mut conn,
-        hosts::NewHost { id: host, name: "web-1".into(), address: "127.0.0.1".into(), port: 22, tags: vec![] },
+        hosts::NewHost {
+            id: host,
+            name: "web-1".into(),
+            address: "127.0.0.1".into(),
+            port: 22,
+            tags: vec![],
+        },
     )
     .await
     .unwrap();
     let scan = ScanId::new();
-    let new_scan =
-        scans::NewScan { id: scan, host_id: host, trigger: ScanTrigger::Manual, framework: None, requested_by: None };
+    let new_scan = scans::NewScan {
+        id: scan,
+        host_id: host,
+        trigger: ScanTrigger::Manual,
+        framework: None,
+        requested_by: None,
+    };
     scans::insert_scan(&mut conn, &new_scan).await.unwrap();
     (host, scan)
 }
@@ -78,7 +89,8 @@ async fn sigterm_while_a_result_is_being_recorded_lets_it_finish_then_exits_0() 
     let (host, scan) = queued_scan(db).await;
     let mut running = harness.start_healthy().await;
 
-    let mut lock = HeldLock::acquire(db, &format!("SELECT 1 FROM scans WHERE id = '{scan}' FOR UPDATE")).await;
+    let mut lock =
+        HeldLock::acquire(db, &format!("SELECT 1 FROM scans WHERE id = '{scan}' FOR UPDATE")).await;
     harness.broker().publisher().await.publish(&completed(host, scan)).await.unwrap();
     lock.wait_for_waiter(db).await;
     service::assert_sigterm_finishes_in_flight_work(&mut running, lock).await;

@@ -88,29 +88,30 @@ pub async fn insert_scan(conn: &mut AsyncPgConnection, scan: &NewScan) -> Result
     Ok(())
 }
 
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = scans, check_for_backend(diesel::pg::Pg))]
+struct ScanSummaryRow {
+    id: Uuid,
+    host_id: Uuid,
+    status: String,
+    rules_total: i32,
+    score: Option<f64>,
+    failure_reason: Option<String>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
 /// The current state of a scan.
 pub async fn get_scan(conn: &mut AsyncPgConnection, id: ScanId) -> Result<ScanSummary, DbError> {
-    let row: (Uuid, Uuid, String, i32, Option<f64>, Option<String>, Option<DateTime<Utc>>) = scans::table
-        .find(id.into_uuid())
-        .select((
-            scans::id,
-            scans::host_id,
-            scans::status,
-            scans::rules_total,
-            scans::score,
-            scans::failure_reason,
-            scans::finished_at,
-        ))
-        .first(conn)
-        .await?;
+    let row: ScanSummaryRow =
+        scans::table.find(id.into_uuid()).select(ScanSummaryRow::as_select()).first(conn).await?;
     Ok(ScanSummary {
-        id: row.0.into(),
-        host_id: row.1.into(),
-        status: row.2.parse().map_err(|e| DbError::InvalidData(format!("scans.status: {e}")))?,
-        rules_total: u32::try_from(row.3).unwrap_or(0),
-        score: row.4,
-        failure_reason: row.5,
-        finished_at: row.6,
+        id: row.id.into(),
+        host_id: row.host_id.into(),
+        status: row.status.parse().map_err(|e| DbError::InvalidData(format!("scans.status: {e}")))?,
+        rules_total: u32::try_from(row.rules_total).unwrap_or(0),
+        score: row.score,
+        failure_reason: row.failure_reason,
+        finished_at: row.finished_at,
     })
 }
 

@@ -30,7 +30,11 @@ pub struct CheckHost {
 
 impl Handler<HostCheckRequestedV1> for CheckHost {
     #[tracing::instrument(skip_all, fields(host.id = %message.host_id, message.id = %delivery.message_id))]
-    async fn handle(&self, message: HostCheckRequestedV1, delivery: &DeliveryInfo) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        message: HostCheckRequestedV1,
+        delivery: &DeliveryInfo,
+    ) -> Result<(), HandlerError> {
         let host = {
             let mut conn = self.pool.get().await.map_err(|e| handler_error(e.into()))?;
             match queries::hosts::get_host(&mut conn, message.host_id).await {
@@ -47,7 +51,10 @@ impl Handler<HostCheckRequestedV1> for CheckHost {
             MonitoringState::Maintenance
         } else {
             let started = Instant::now();
-            let probe = tokio::time::timeout(self.probe_timeout, TcpStream::connect((host.address.as_str(), host.port)));
+            let probe = tokio::time::timeout(
+                self.probe_timeout,
+                TcpStream::connect((host.address.as_str(), host.port)),
+            );
             let state = match probe.await {
                 Ok(Ok(_stream)) if started.elapsed() > self.degraded_after => MonitoringState::Degraded,
                 Ok(Ok(_stream)) => MonitoringState::Online,
@@ -60,8 +67,11 @@ impl Handler<HostCheckRequestedV1> for CheckHost {
 
         let next_check_at = Utc::now() + self.check_interval;
         let mut conn = self.pool.get().await.map_err(|e| handler_error(e.into()))?;
-        queries::hosts::record_liveness(&mut conn, host.id, state, now, next_check_at).await.map_err(handler_error)?;
-        metrics::counter!(openwatch_telemetry::metrics::HOST_CHECKS_TOTAL, "state" => state.as_str()).increment(1);
+        queries::hosts::record_liveness(&mut conn, host.id, state, now, next_check_at)
+            .await
+            .map_err(handler_error)?;
+        metrics::counter!(openwatch_telemetry::metrics::HOST_CHECKS_TOTAL, "state" => state.as_str())
+            .increment(1);
         info!(host.state = state.as_str(), "host checked");
         Ok(())
     }

@@ -18,7 +18,11 @@ pub struct RunMaintenanceJob {
 
 impl Handler<MaintenanceJobRequestedV1> for RunMaintenanceJob {
     #[tracing::instrument(skip_all, fields(job = ?message.job, message.id = %delivery.message_id))]
-    async fn handle(&self, message: MaintenanceJobRequestedV1, delivery: &DeliveryInfo) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        message: MaintenanceJobRequestedV1,
+        delivery: &DeliveryInfo,
+    ) -> Result<(), HandlerError> {
         let mut conn = self.pool.get().await.map_err(|e| handler_error(e.into()))?;
         let now = Utc::now();
         let affected = match message.job {

@@ -27,7 +27,8 @@ impl Handler<ScanCompletedV1> for RecordScanResult {
             .map_err(handler_error)?;
         match outcome {
             RecordOutcome::Recorded { findings, score } => {
-                metrics::counter!(openwatch_telemetry::metrics::FINDINGS_INGESTED_TOTAL).increment(findings as u64);
+                metrics::counter!(openwatch_telemetry::metrics::FINDINGS_INGESTED_TOTAL)
+                    .increment(findings as u64);
                 metrics::counter!(openwatch_telemetry::metrics::SCANS_TOTAL, "status" => message.outcome.as_str())
                     .increment(1);
                 info!(findings, score, outcome = message.outcome.as_str(), "scan result recorded");
