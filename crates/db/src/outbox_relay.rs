@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use diesel_async::AsyncConnection;
+use openwatch_common::backoff::Backoff;
 use openwatch_common::outbox::OutboxPublisher;
 use tokio_util::sync::CancellationToken;
 
@@ -104,7 +105,13 @@ impl<P: OutboxPublisher> OutboxRelay<P> {
                 }
                 Err(error) => {
                     failures = failures.saturating_add(1);
-                    let pause = backoff(self.config.poll_interval, self.config.max_backoff, failures);
+                    let policy = Backoff {
+                        initial: self.config.poll_interval,
+                        max: self.config.max_backoff,
+                        multiplier: 2.0,
+                        jitter: false,
+                    };
+                    let pause = policy.delay(failures);
                     tracing::warn!(
                         error = %error,
                         error.source = ?std::error::Error::source(&error).map(ToString::to_string),
@@ -120,26 +127,5 @@ impl<P: OutboxPublisher> OutboxRelay<P> {
                 () = tokio::time::sleep(pause) => {}
             }
         }
-    }
-}
-
-/// `base · 2^(failures-1)`, capped at `max` (never below `base`).
-fn backoff(base: Duration, max: Duration, failures: u32) -> Duration {
-    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
-    base.saturating_mul(factor).min(max).max(base.min(max))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let base = Duration::from_millis(200);
-        let max = Duration::from_secs(30);
-        assert_eq!(backoff(base, max, 1), base);
-        assert_eq!(backoff(base, max, 2), Duration::from_millis(400));
-        assert_eq!(backoff(base, max, 4), Duration::from_millis(1600));
-        assert_eq!(backoff(base, max, 100), max);
     }
 }

@@ -11,20 +11,18 @@
 use openwatch_telemetry::metrics as names;
 use std::fmt;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use futures_util::future::join_all;
 use lapin::{Connection, ConnectionProperties};
+use openwatch_common::backoff::Backoff;
 use openwatch_common::queues::QueueName;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::{self, Router};
 use crate::{BrokerConfig, MqError, topology};
 
-/// First reconnection delay.
-const BACKOFF_INITIAL: Duration = Duration::from_millis(250);
-/// Longest reconnection delay.
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Delays between connection attempts.
+const RECONNECT: Backoff = Backoff::RECONNECT;
 
 /// A point-in-time view of the broker connection, for health endpoints.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,7 +92,7 @@ pub(crate) async fn connect_reporting(
     shutdown: &CancellationToken,
     health: Option<&BrokerHealth>,
 ) -> Result<Connection, MqError> {
-    let mut backoff = Backoff::default();
+    let mut failures: u32 = 0;
     loop {
         let attempt = tokio::select! {
             () = shutdown.cancelled() => return Err(MqError::Cancelled),
@@ -109,7 +107,8 @@ pub(crate) async fn connect_reporting(
                 return Ok(connection);
             }
             Err(error) => {
-                let delay = backoff.next_delay();
+                failures = failures.saturating_add(1);
+                let delay = RECONNECT.delay(failures);
                 tracing::warn!(
                     mq.url = config.redacted_url(),
                     %error,
@@ -159,7 +158,7 @@ pub async fn run_worker(
             reason: "a worker needs at least one queue".to_owned(),
         });
     }
-    let mut backoff = Backoff::default();
+    let mut failures: u32 = 0;
     loop {
         let connection = match connect_reporting(&config, &shutdown, Some(&state)).await {
             Ok(connection) => connection,
@@ -181,10 +180,11 @@ pub async fn run_worker(
         state.mark_disconnected(&error);
         metrics::counter!(names::MQ_RECONNECTS_TOTAL).increment(1);
         // A session that ran for a while was healthy: start the backoff afresh.
-        if session_started.elapsed() > BACKOFF_MAX * 2 {
-            backoff = Backoff::default();
+        if session_started.elapsed() > RECONNECT.max * 2 {
+            failures = 0;
         }
-        let delay = backoff.next_delay();
+        failures = failures.saturating_add(1);
+        let delay = RECONNECT.delay(failures);
         tracing::warn!(%error, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "broker connection lost, reconnecting");
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -222,39 +222,9 @@ async fn session(
     join_all(consumers).await.into_iter().collect()
 }
 
-/// Capped exponential backoff with jitter (50–100 % of the nominal delay).
-struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self { next: BACKOFF_INITIAL }
-    }
-}
-
-impl Backoff {
-    fn next_delay(&mut self) -> Duration {
-        let nominal = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        // Jitter from a random UUID: no extra dependency for a few random bits.
-        let random = f64::from(uuid::Uuid::new_v4().as_u128() as u16) / f64::from(u16::MAX);
-        nominal.mul_f64(0.5 + random / 2.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_cap_with_jitter() {
-        let mut backoff = Backoff::default();
-        let delays: Vec<_> = (0..12).map(|_| backoff.next_delay()).collect();
-        assert!(delays[0] >= BACKOFF_INITIAL / 2 && delays[0] <= BACKOFF_INITIAL);
-        assert!(delays.iter().all(|d| *d <= BACKOFF_MAX));
-        assert!(delays[11] >= BACKOFF_MAX / 2);
-    }
 
     #[test]
     fn health_reports_state_and_last_error() {

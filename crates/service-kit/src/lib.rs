@@ -16,18 +16,15 @@
 //! * [`health`]: checks, the concurrent bounded-time registry, the JSON report.
 //! * [`ops_server`]: the actix-web server and the routes the api-gateway mounts itself.
 //! * [`config`]: env parsing with readable errors, `HttpConfig`, `WorkerConfig`.
-//! * [`backoff`]: exponential backoff with full jitter, `retry_until_ok`.
 //! * [`shutdown`]: SIGTERM/SIGINT to a `CancellationToken`.
 //! * [`runtime`]: [`runtime::run`], the whole life of a service process.
 
-pub mod backoff;
 pub mod config;
 pub mod health;
 pub mod ops_server;
 pub mod runtime;
 pub mod shutdown;
 
-pub use backoff::{Backoff, retry_until_ok};
 pub use config::{ConfigError, HttpConfig, WorkerConfig};
 pub use health::{HealthCheck, HealthRegistry, HealthReport};
 pub use ops_server::{HttpMetrics, OpsServer, configure_ops};
