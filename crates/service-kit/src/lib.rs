@@ -1,6 +1,6 @@
 //! What every OpenWatch service shares besides its domain: the ops HTTP server (`/health`
-//! and `/metrics`), dependency health checks, environment parsing helpers, retry with
-//! backoff and signal-driven shutdown.
+//! and `/metrics`), dependency health checks, environment parsing helpers,
+//! signal-driven shutdown, and the runtime that wires them around a service.
 //!
 //! It sits on the services' side of the layering: [`runtime`] wires PostgreSQL (`db`),
 //! RabbitMQ (`mq`) and Redis together so that each service's `main` is a few lines:
