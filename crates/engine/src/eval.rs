@@ -1,0 +1,172 @@
+//! Evaluation: from rules and facts to results, evidence and scores.
+//!
+//! A rule's checks that apply must all pass. Combination is honest: any `fail` makes the
+//! rule fail; otherwise any `error` makes it an error (never a pass); a rule whose
+//! checks all do not apply, or whose platform does not match, is `not_applicable`;
+//! `manual` rules are reported as `manual`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use openwatch_common::domain::{FindingStatus, Severity, compliance_score};
+use openwatch_common::messages::v1::{EvidenceV1, RuleResultV1};
+use serde::Serialize;
+
+use crate::checks::{Outcome, evidence};
+use crate::facts::{Facts, Probe};
+use crate::rules::Rule;
+
+/// The union of probes needed by `rules` (for `framework`'s variable values).
+pub fn probes_for<'a>(rules: impl IntoIterator<Item = &'a Rule>, framework: Option<&str>) -> BTreeSet<Probe> {
+    let mut probes = BTreeSet::new();
+    for rule in rules {
+        rule.probes(framework, &mut probes);
+    }
+    probes
+}
+
+/// Evaluates every rule against `facts`.
+pub fn evaluate<'a>(
+    rules: impl IntoIterator<Item = &'a Rule>,
+    framework: Option<&str>,
+    facts: &Facts,
+) -> Vec<RuleResultV1> {
+    rules.into_iter().map(|rule| evaluate_rule(rule, framework, facts)).collect()
+}
+
+/// Evaluates one rule.
+pub fn evaluate_rule(rule: &Rule, framework: Option<&str>, facts: &Facts) -> RuleResultV1 {
+    let started = Instant::now();
+    let outcome = decide(rule, framework, facts);
+    RuleResultV1 {
+        rule_id: rule.file.id.clone(),
+        status: outcome.status,
+        severity: rule.file.severity,
+        reason: outcome.reason,
+        evidence: outcome.evidence,
+        frameworks: rule.file.references.clone(),
+        duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    }
+}
+
+fn decide(rule: &Rule, framework: Option<&str>, facts: &Facts) -> Outcome {
+    let Some(platform) = &facts.platform else {
+        return Outcome::error("platform not detected (/etc/os-release unreadable)", "/etc/os-release");
+    };
+    if !rule.applies_to(platform) {
+        let platforms: Vec<String> = rule.file.platforms.iter().map(|p| p.family.to_string()).collect();
+        return Outcome::not_applicable(
+            format!("rule is for {}", platforms.join(", ")),
+            evidence("/etc/os-release", "", Some(platforms.join(", ")), Some(platform.pretty_name.clone())),
+        );
+    }
+    if rule.file.manual {
+        return Outcome {
+            status: FindingStatus::Manual,
+            reason: Some("requires human review".into()),
+            evidence: evidence("manual review", "", None, None),
+        };
+    }
+    let mut outcomes = Vec::new();
+    for (index, conditional) in rule.checks_for(framework).iter().enumerate() {
+        match conditional.when.as_ref().map(|w| w.holds(facts)) {
+            Some(Some(false)) => continue,
+            Some(None) => outcomes.push(Outcome::error("condition could not be evaluated", "when")),
+            _ => outcomes.push(conditional.check.evaluate(&rule.check_id(index), facts)),
+        }
+    }
+    if outcomes.is_empty() {
+        return Outcome::not_applicable("no check applies to this host", evidence("when", "", None, None));
+    }
+    let status = if outcomes.iter().any(|o| o.status == FindingStatus::Fail) {
+        FindingStatus::Fail
+    } else if outcomes.iter().any(|o| o.status == FindingStatus::Error) {
+        FindingStatus::Error
+    } else if outcomes.iter().all(|o| o.status == FindingStatus::NotApplicable) {
+        FindingStatus::NotApplicable
+    } else {
+        FindingStatus::Pass
+    };
+    // Evidence of the checks that decided the status (all of them for a pass).
+    let deciding: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| {
+            o.status == status || (status == FindingStatus::Pass && o.status != FindingStatus::NotApplicable)
+        })
+        .collect();
+    let reason = deciding.iter().find_map(|o| o.reason.clone());
+    Outcome { status, reason, evidence: merge(&deciding) }
+}
+
+fn merge(outcomes: &[&Outcome]) -> EvidenceV1 {
+    if let [single] = outcomes {
+        return single.evidence.clone();
+    }
+    let join = |f: &dyn Fn(&EvidenceV1) -> Option<String>, sep: &str| {
+        let parts: Vec<String> =
+            outcomes.iter().filter_map(|o| f(&o.evidence)).filter(|s| !s.is_empty()).collect();
+        (!parts.is_empty()).then(|| parts.join(sep))
+    };
+    evidence(
+        join(&|e| Some(e.source.clone()), "; ").unwrap_or_default(),
+        &join(&|e| Some(e.excerpt.clone()), "\n").unwrap_or_default(),
+        join(&|e| e.expected.clone(), "; "),
+        join(&|e| e.actual.clone(), "; "),
+    )
+}
+
+/// Passes and fails of a group of results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Tally {
+    /// Passed rules.
+    pub pass: u64,
+    /// Failed rules.
+    pub fail: u64,
+    /// Rules that could not be evaluated.
+    pub error: u64,
+    /// Rules that do not apply.
+    pub not_applicable: u64,
+    /// Rules needing human review.
+    pub manual: u64,
+}
+
+impl Tally {
+    fn add(&mut self, status: FindingStatus) {
+        match status {
+            FindingStatus::Pass => self.pass += 1,
+            FindingStatus::Fail => self.fail += 1,
+            FindingStatus::Error => self.error += 1,
+            FindingStatus::NotApplicable => self.not_applicable += 1,
+            FindingStatus::Manual => self.manual += 1,
+        }
+    }
+
+    /// pass / (pass + fail) in percent; `None` without applicable results.
+    pub fn score(&self) -> Option<f64> {
+        compliance_score(self.pass, self.fail)
+    }
+}
+
+/// Scores overall, per severity and per framework.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Score {
+    /// All results.
+    pub overall: Tally,
+    /// By rule severity.
+    pub by_severity: BTreeMap<Severity, Tally>,
+    /// By framework id (a rule counts for every framework it references).
+    pub by_framework: BTreeMap<String, Tally>,
+}
+
+/// Tallies `results`.
+pub fn score(results: &[RuleResultV1]) -> Score {
+    let mut score = Score::default();
+    for result in results {
+        score.overall.add(result.status);
+        score.by_severity.entry(result.severity).or_default().add(result.status);
+        for framework in result.frameworks.keys() {
+            score.by_framework.entry(framework.clone()).or_default().add(result.status);
+        }
+    }
+    score
+}

@@ -1,0 +1,194 @@
+//! Parses the collection script's output into [`Facts`].
+//!
+//! Only lines starting with `@@OW-<nonce> ` are markers; the nonce is random per scan, so
+//! a file or command output cannot inject a marker. Anything outside a section is ignored.
+
+use std::collections::BTreeMap;
+
+use super::{FileFact, Section, StatFact};
+use crate::facts::Facts;
+use crate::platform::Platform;
+
+/// Why output could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// No section at all: the script did not run (wrong shell, no output).
+    #[error("the collection script produced no sections")]
+    NoSections,
+}
+
+/// Parses `output` of the script built with `nonce`; `stat_requested` is the list of
+/// paths that were stat'ed (so absence can be told from "not asked").
+pub fn parse(output: &str, nonce: &str, stat_requested: Vec<String>) -> Result<Facts, ParseError> {
+    let marker = format!("@@OW-{nonce} ");
+    let mut sections: BTreeMap<String, Section> = BTreeMap::new();
+    let mut current: Option<(String, Vec<&str>, Option<i32>)> = None;
+    for line in output.split('\n') {
+        let Some(rest) = line.strip_prefix(marker.as_str()) else {
+            if let Some((_, lines, _)) = current.as_mut() {
+                lines.push(line);
+            }
+            continue;
+        };
+        if let Some(name) = rest.strip_prefix("BEGIN ") {
+            current = Some((name.to_owned(), Vec::new(), None));
+        } else if let Some(code) = rest.strip_prefix("RC ") {
+            if let Some((_, _, rc)) = current.as_mut() {
+                *rc = code.trim().parse().ok();
+            }
+        } else if let Some(name) = rest.strip_prefix("END ") {
+            if let Some((open, mut lines, rc)) = current.take()
+                && open == name
+            {
+                // The script prints a newline before RC and before END.
+                if rc.is_some() && lines.last() == Some(&"") {
+                    lines.pop();
+                }
+                sections.insert(open, Section { output: lines.join("\n"), exit_code: rc });
+            }
+        } else if let Some((_, lines, _)) = current.as_mut() {
+            // FILE markers stay in the `files` section's text and are parsed below.
+            lines.push(line);
+        }
+    }
+    if sections.is_empty() {
+        return Err(ParseError::NoSections);
+    }
+    let files = sections.get("files").map(|s| parse_files(&s.output, &marker)).unwrap_or_default();
+    let stats = sections.get("stat").map(|s| parse_stats(&s.output)).unwrap_or_default();
+    let platform = sections.get("os-release").and_then(|s| Platform::from_os_release(&s.output));
+    let uid = sections.get("id").and_then(|s| s.output.trim().parse().ok());
+    Ok(Facts { platform, uid, sections, files, stats, stat_requested })
+}
+
+fn parse_files(text: &str, marker: &str) -> BTreeMap<String, FileFact> {
+    let mut files = BTreeMap::new();
+    let mut open: Option<(String, usize, Vec<&str>)> = None;
+    for line in text.split('\n') {
+        let Some(rest) = line.strip_prefix(marker).and_then(|r| r.strip_prefix("FILE")) else {
+            if let Some((_, _, lines)) = open.as_mut() {
+                lines.push(line);
+            }
+            continue;
+        };
+        if rest == "-END" {
+            if let Some((path, size, mut lines)) = open.take() {
+                if lines.last() == Some(&"") {
+                    lines.pop();
+                }
+                let text = lines.join("\n");
+                let truncated = text.len() < size;
+                files.insert(path, FileFact::Content { text, truncated });
+            }
+            continue;
+        }
+        let rest = rest.trim_start();
+        let (path, status) = match rest.rsplit_once(' ') {
+            Some((head, "MISSING")) => (head, Some(FileFact::Missing)),
+            Some((head, "UNREADABLE")) => (head, Some(FileFact::Unreadable)),
+            Some((head, "NOT-A-FILE")) => (head, Some(FileFact::NotAFile)),
+            _ => match rest.rsplit_once(" SIZE ") {
+                Some((head, size)) => {
+                    open = Some((head.to_owned(), size.trim().parse().unwrap_or(0), Vec::new()));
+                    continue;
+                }
+                None => continue,
+            },
+        };
+        // An unmatched glob comes back literally; it means "no such files", not a file.
+        if let Some(fact) = status.filter(|_| !path.contains(['*', '?'])) {
+            files.insert(path.to_owned(), fact);
+        }
+    }
+    files
+}
+
+fn parse_stats(text: &str) -> BTreeMap<String, StatFact> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(7, '|');
+            let mode = u32::from_str_radix(parts.next()?, 8).ok()?;
+            let uid = parts.next()?.parse().ok()?;
+            let gid = parts.next()?.parse().ok()?;
+            let owner = parts.next()?.to_owned();
+            let group = parts.next()?.to_owned();
+            let file_type = parts.next()?.to_owned();
+            let path = parts.next()?.to_owned();
+            Some((path, StatFact { mode, uid, gid, owner, group, file_type }))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const N: &str = "n0nce";
+
+    fn output() -> String {
+        [
+            "@@OW-n0nce BEGIN os-release",
+            "ID=debian",
+            "VERSION_ID=\"12\"",
+            "",
+            "@@OW-n0nce RC 0",
+            "@@OW-n0nce END os-release",
+            "@@OW-n0nce BEGIN id",
+            "0",
+            "",
+            "@@OW-n0nce RC 0",
+            "@@OW-n0nce END id",
+            "@@OW-n0nce BEGIN sshd",
+            "",
+            "@@OW-n0nce RC 127",
+            "@@OW-n0nce END sshd",
+            "@@OW-n0nce BEGIN big",
+            "partial output",
+            "@@OW-n0nce END big",
+            "@@OW-n0nce BEGIN stat",
+            "644|0|0|root|root|regular file|/etc/passwd",
+            "640|0|42|root|shadow|regular file|/etc/shadow",
+            "",
+            "@@OW-n0nce RC 0",
+            "@@OW-n0nce END stat",
+            "@@OW-n0nce BEGIN files",
+            "@@OW-n0nce FILE /etc/login.defs SIZE 27",
+            "PASS_MAX_DAYS 365",
+            "@@OW-fake END files",
+            "",
+            "@@OW-n0nce FILE-END",
+            "@@OW-n0nce FILE /etc/sysctl.d/*.conf MISSING",
+            "@@OW-n0nce FILE /etc/shadow UNREADABLE",
+            "@@OW-n0nce FILE /etc/nope MISSING",
+            "@@OW-n0nce RC 0",
+            "@@OW-n0nce END files",
+        ]
+        .join("\n")
+    }
+
+    #[test]
+    fn sections_exit_codes_files_and_stats_are_parsed() {
+        let facts = parse(&output(), N, vec!["/etc/passwd".into()]).unwrap();
+        assert_eq!(facts.platform.as_ref().unwrap().id, "debian");
+        assert!(facts.privileged());
+        assert!(facts.section("sshd").unwrap().command_missing());
+        assert_eq!(facts.section("big").unwrap().exit_code, None, "cut sections have no exit code");
+        assert_eq!(facts.stats["/etc/shadow"].mode, 0o640);
+        assert_eq!(facts.stats["/etc/shadow"].group, "shadow");
+        match &facts.files["/etc/login.defs"] {
+            FileFact::Content { text, truncated } => {
+                assert_eq!(text, "PASS_MAX_DAYS 365\n@@OW-fake END files", "forged markers stay content");
+                assert!(*truncated || text.len() >= 27);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(facts.files["/etc/shadow"], FileFact::Unreadable);
+        assert_eq!(facts.files["/etc/nope"], FileFact::Missing);
+        assert!(!facts.files.keys().any(|k| k.contains('*')), "unmatched globs are not files");
+    }
+
+    #[test]
+    fn output_without_sections_is_an_error() {
+        assert_eq!(parse("sh: syntax error\n", N, vec![]), Err(ParseError::NoSections));
+    }
+}

@@ -1,0 +1,170 @@
+//! Builds the one POSIX `sh` script that collects every requested fact.
+//!
+//! Layout of the output: every section is framed by marker lines carrying a per-scan
+//! random nonce (so file content can never forge a marker):
+//!
+//! ```text
+//! @@OW-<nonce> BEGIN <section>
+//! …command output (capped)…
+//! @@OW-<nonce> RC <exit status>
+//! @@OW-<nonce> END <section>
+//! ```
+//!
+//! A missing `RC` line means the section was cut (size cap reached). Each probe runs under
+//! `timeout` so one hung command cannot eat the scan. Files are read in one loop with
+//! their own markers (`FILE <path> SIZE <n>` … `FILE-END`, or `MISSING` / `UNREADABLE` /
+//! `NOT-A-FILE`), and all paths are `stat`ed by one `stat` call. The script only reads.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use super::Probe;
+
+/// Limits baked into the script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScriptOptions {
+    /// Seconds one probe command may run.
+    pub probe_timeout_secs: u32,
+    /// Bytes kept of one section's output.
+    pub section_cap_bytes: usize,
+    /// Bytes kept of one file.
+    pub file_cap_bytes: usize,
+}
+
+impl Default for ScriptOptions {
+    fn default() -> Self {
+        Self { probe_timeout_secs: 10, section_cap_bytes: 8 * 1024 * 1024, file_cap_bytes: 512 * 1024 }
+    }
+}
+
+/// Characters allowed in a path or glob given to a probe: enough for every real path of
+/// the corpus, and nothing the shell would interpret beyond globbing.
+pub fn is_safe_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains("..")
+        && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+@*?:".contains(&b))
+}
+
+/// A fresh random nonce for the section markers.
+pub fn new_nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Fixed sections every scan collects: platform detection and identity.
+const ALWAYS: &[(&str, &str)] =
+    &[("os-release", "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release"), ("id", "id -u")];
+
+/// The section name and command of a bulk probe (`None` for files, stats, commands).
+pub fn bulk_command(probe: &Probe) -> Option<(&'static str, &'static str)> {
+    Some(match probe {
+        Probe::SshdEffective => ("sshd", "sshd -T"),
+        Probe::SysctlRuntime => ("sysctl", "sysctl -a"),
+        Probe::Packages => (
+            "packages",
+            "if command -v dpkg-query >/dev/null 2>&1; then echo format=dpkg; \
+             dpkg-query -W -f='${db:Status-Abbrev}|${Package}|${Version}\\n'; \
+             elif command -v rpm >/dev/null 2>&1; then echo format=rpm; \
+             rpm -qa --qf 'ii |%{NAME}|%{VERSION}-%{RELEASE}\\n'; else exit 127; fi",
+        ),
+        Probe::SystemdUnitFiles => ("unit-files", "systemctl list-unit-files --no-legend --no-pager --full"),
+        Probe::SystemdUnits => ("units", "systemctl list-units --all --no-legend --no-pager --full --plain"),
+        Probe::Mounts => ("mounts", "findmnt -rn -o TARGET,FSTYPE,OPTIONS"),
+        Probe::LoadedModules => ("modules", "cat /proc/modules"),
+        Probe::ModprobeConfig => ("modprobe", "modprobe --showconfig"),
+        Probe::AuditRules => ("audit-rules", "auditctl -l"),
+        Probe::File(_) | Probe::Stat(_) | Probe::Command { .. } => return None,
+    })
+}
+
+/// Builds the collection script for `probes`. Paths that fail [`is_safe_path`] are
+/// skipped (rules are validated at load time, so this is a second line of defence).
+pub fn build(probes: &BTreeSet<Probe>, nonce: &str, options: &ScriptOptions) -> String {
+    let mut script = String::with_capacity(4096);
+    let _ = write!(
+        script,
+        "# OpenWatch fact collection (generated; read-only)\n\
+         export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
+         N='{nonce}'; T={timeout}; C={cap}; F={file_cap}\n\
+         if command -v timeout >/dev/null 2>&1; then TO=\"timeout $T\"; else TO=; fi\n\
+         ow_run() {{\n\
+         \x20 printf '@@OW-%s BEGIN %s\\n' \"$N\" \"$1\"\n\
+         \x20 {{ $TO sh -c \"$2\"; printf '\\n@@OW-%s RC %s\\n' \"$N\" \"$?\"; }} 2>/dev/null | head -c \"$C\"\n\
+         \x20 printf '\\n@@OW-%s END %s\\n' \"$N\" \"$1\"\n\
+         }}\n",
+        timeout = options.probe_timeout_secs,
+        cap = options.section_cap_bytes,
+        file_cap = options.file_cap_bytes,
+    );
+    for (name, command) in ALWAYS {
+        push_run(&mut script, name, command);
+    }
+    let mut files = Vec::new();
+    let mut stats = Vec::new();
+    for probe in probes {
+        match probe {
+            Probe::File(path) if is_safe_path(path) => files.push(path.as_str()),
+            Probe::Stat(path) if is_safe_path(path) => stats.push(path.as_str()),
+            Probe::Command { id, command } => push_run(&mut script, &format!("cmd:{id}"), command),
+            other => {
+                if let Some((name, command)) = bulk_command(other) {
+                    push_run(&mut script, name, command);
+                }
+            }
+        }
+    }
+    if !stats.is_empty() {
+        push_run(&mut script, "stat", &format!("stat -L -c '%a|%u|%g|%U|%G|%F|%n' {}", stats.join(" ")));
+    }
+    if !files.is_empty() {
+        let _ = write!(
+            script,
+            "printf '@@OW-%s BEGIN files\\n' \"$N\"\n\
+             for f in {paths}; do\n\
+             \x20 if [ ! -e \"$f\" ]; then printf '@@OW-%s FILE %s MISSING\\n' \"$N\" \"$f\"\n\
+             \x20 elif [ ! -f \"$f\" ]; then printf '@@OW-%s FILE %s NOT-A-FILE\\n' \"$N\" \"$f\"\n\
+             \x20 elif [ ! -r \"$f\" ]; then printf '@@OW-%s FILE %s UNREADABLE\\n' \"$N\" \"$f\"\n\
+             \x20 else printf '@@OW-%s FILE %s SIZE %s\\n' \"$N\" \"$f\" \"$(wc -c < \"$f\")\"; head -c \"$F\" \"$f\"; \
+             printf '\\n@@OW-%s FILE-END\\n' \"$N\"; fi\n\
+             done\n\
+             printf '@@OW-%s RC 0\\n@@OW-%s END files\\n' \"$N\" \"$N\"\n",
+            paths = files.join(" "),
+        );
+    }
+    script
+}
+
+fn push_run(script: &mut String, name: &str, command: &str) {
+    let _ = writeln!(script, "ow_run '{}' '{}'", name, command.replace('\'', "'\\''"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        assert!(is_safe_path("/etc/sysctl.d/*.conf"));
+        assert!(is_safe_path("/etc/ssh/sshd_config"));
+        assert!(!is_safe_path("etc/passwd"));
+        assert!(!is_safe_path("/etc/$(reboot)"));
+        assert!(!is_safe_path("/etc/a b"));
+        assert!(!is_safe_path("/etc/../root/x"));
+        assert!(!is_safe_path("/etc/x;rm"));
+    }
+
+    #[test]
+    fn the_script_holds_each_probe_once_and_skips_unsafe_paths() {
+        let probes = BTreeSet::from([
+            Probe::SysctlRuntime,
+            Probe::File("/etc/login.defs".into()),
+            Probe::File("/etc/x`id`".into()),
+            Probe::Stat("/etc/passwd".into()),
+            Probe::Stat("/etc/shadow".into()),
+        ]);
+        let script = build(&probes, "abc", &ScriptOptions::default());
+        assert_eq!(script.matches("sysctl -a").count(), 1);
+        assert!(script.contains("for f in /etc/login.defs; do"));
+        assert!(!script.contains("`id`"));
+        assert!(script.contains("stat -L -c '\\''%a|%u|%g|%U|%G|%F|%n'\\'' /etc/passwd /etc/shadow"));
+    }
+}
