@@ -81,6 +81,13 @@ ensure_infra() {
   ensure_rabbitmq
 }
 
+# ensure_sshd_binary — installs OpenSSH's server (and ssh-keygen) when missing. Nothing is
+# started: SSH tests run private sshd instances of their own on 127.0.0.x loopback addresses.
+ensure_sshd_binary() {
+  if [ -x /usr/sbin/sshd ] && command -v ssh-keygen >/dev/null 2>&1; then return; fi
+  apt_install openssh-server openssh-client
+}
+
 # ensure_cargo_tool BIN INSTALL-ARGS... — installs a cargo tool when missing.
 ensure_cargo_tool() {
   local bin=$1; shift

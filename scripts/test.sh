@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make test`: every CI gate, in order of cost — format, lints, layering, schema drift,
-# compose validation, then the whole test suite against real PostgreSQL, Redis, RabbitMQ.
+# compose validation, rule corpus lint, then the whole test suite against real PostgreSQL, Redis, RabbitMQ.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_infra
+ensure_sshd_binary
 command -v cargo-nextest >/dev/null 2>&1 || ensure_cargo_tool cargo-nextest cargo-nextest
 
 log "cargo fmt --check"
@@ -13,5 +14,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 "$ROOT/scripts/layering-guard.sh"
 "$ROOT/scripts/check-schema-drift.sh"
 "$ROOT/scripts/validate-compose.sh"
+log "openwatch rules lint (strict load + every fixture)"
+cargo run --quiet -p openwatch-cli -- rules lint --rules "$ROOT/rules"
 log "cargo nextest run --workspace"
 cargo nextest run --workspace --no-fail-fast

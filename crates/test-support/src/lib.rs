@@ -14,3 +14,4 @@ pub mod prometheus;
 pub mod proxy;
 pub mod redis;
 pub mod service;
+pub mod ssh;
