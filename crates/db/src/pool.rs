@@ -71,6 +71,8 @@ impl PoolConfig {
             DbError::Config("OPENWATCH_DATABASE_URL is not set (postgres://user@host:5432/db)".into())
         })?;
         database_name(&url)?;
+        // A blank value means "use the default", as for every other variable.
+        let lookup = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let max_size = match lookup("OPENWATCH_DATABASE_POOL_SIZE") {
             None => Self::DEFAULT_MAX_SIZE,
             Some(raw) => raw.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {

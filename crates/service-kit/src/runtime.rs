@@ -18,6 +18,7 @@ use anyhow::Context;
 use openwatch_common::queues::QueueName;
 use openwatch_db::{DbError, OutboxRelay, OutboxRelayConfig, Pool, PoolConfig};
 use openwatch_mq::{BrokerConfig, BrokerHealth, HandlerError, ReconnectingPublisher, Router, run_worker};
+use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::env_parse_from;
@@ -61,8 +62,8 @@ pub struct ServiceConfig {
     pub database: PoolConfig,
     /// `OPENWATCH_RABBITMQ_URL`, `OPENWATCH_MQ_*`.
     pub broker: BrokerConfig,
-    /// `OPENWATCH_REDIS_URL` (services that use Redis only).
-    pub redis_url: Option<String>,
+    /// `OPENWATCH_REDIS_URL` (services that use Redis only; may hold a password).
+    pub redis_url: Option<SecretString>,
     /// `OPENWATCH_QUEUES`, `OPENWATCH_CONCURRENCY` (services that consume only).
     pub worker: Option<WorkerConfig>,
     /// `OPENWATCH_OUTBOX_*`; `None` when this process does not relay the outbox.
@@ -81,9 +82,8 @@ impl ServiceConfig {
         let database = PoolConfig::from_lookup(lookup)?;
         let broker = BrokerConfig::from_lookup(lookup)?;
         let redis_url = spec.uses_redis.then(|| {
-            lookup(REDIS_URL_VAR)
-                .filter(|v| !v.trim().is_empty())
-                .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into())
+            let url = lookup(REDIS_URL_VAR).filter(|v| !v.trim().is_empty());
+            SecretString::from(url.unwrap_or_else(|| "redis://127.0.0.1:6379/0".into()))
         });
         let worker = if spec.own_queues.is_empty() {
             None
@@ -143,7 +143,7 @@ pub async fn run(
     let pool = openwatch_db::build_pool(&config.database).context("building the PostgreSQL pool")?;
     let redis = match &config.redis_url {
         Some(url) => Some(
-            deadpool_redis::Config::from_url(url.as_str())
+            deadpool_redis::Config::from_url(url.expose_secret())
                 .create_pool(Some(deadpool_redis::Runtime::Tokio1))
                 .context("building the Redis pool (check OPENWATCH_REDIS_URL)")?,
         ),

@@ -29,6 +29,10 @@ impl ProbeConfig {
         let interval_secs: u64 = env_parse("OPENWATCH_CHECK_INTERVAL_SECS", 60)?;
         anyhow::ensure!(timeout_ms >= 1, "OPENWATCH_PROBE_TIMEOUT_MS must be at least 1");
         anyhow::ensure!(interval_secs >= 1, "OPENWATCH_CHECK_INTERVAL_SECS must be at least 1");
+        anyhow::ensure!(
+            degraded_ms < timeout_ms,
+            "OPENWATCH_PROBE_DEGRADED_MS ({degraded_ms}) must be below OPENWATCH_PROBE_TIMEOUT_MS ({timeout_ms})"
+        );
         Ok(Self {
             timeout: Duration::from_millis(timeout_ms),
             degraded_after: Duration::from_millis(degraded_ms),
