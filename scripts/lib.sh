@@ -88,6 +88,11 @@ ensure_sshd_binary() {
   apt_install openssh-server openssh-client
 }
 
+# ensure_sudo — the SSH scan tests log in as an unprivileged user and elevate with `sudo -n`.
+ensure_sudo() {
+  command -v sudo >/dev/null 2>&1 || apt_install sudo
+}
+
 # ensure_cargo_tool BIN INSTALL-ARGS... — installs a cargo tool when missing.
 ensure_cargo_tool() {
   local bin=$1; shift

@@ -5,6 +5,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_infra
 ensure_sshd_binary
+ensure_sudo
 command -v cargo-nextest >/dev/null 2>&1 || ensure_cargo_tool cargo-nextest cargo-nextest
 
 log "cargo fmt --check"

@@ -74,7 +74,7 @@ impl TestSshd {
              AuthorizedKeysFile {authorized}\n\
              UsePAM no\n\
              PubkeyAuthentication yes\n\
-             PasswordAuthentication no\n\
+             PasswordAuthentication yes\n\
              KbdInteractiveAuthentication no\n\
              PermitRootLogin prohibit-password\n\
              StrictModes no\n\
@@ -231,4 +231,58 @@ async fn current_user() -> String {
 fn free_port(ip: Ipv4Addr) -> u16 {
     let listener = TcpListener::bind((ip, 0)).expect("bind a free port");
     listener.local_addr().expect("local address").port()
+}
+
+/// The unprivileged account the SSH scan tests log in as: created once on this machine
+/// (idempotent), with a known password, the fixtures' authorized keys (sshd reads the
+/// shared `AuthorizedKeysFile`), and passwordless `sudo` — the set-up operators give a
+/// scanning account.
+#[derive(Debug, Clone)]
+pub struct ScanUser {
+    /// Login name.
+    pub name: &'static str,
+    /// Password (test-only, never a real secret).
+    pub password: &'static str,
+}
+
+/// Creates (or refreshes) the scan user. Needs root; safe to call from parallel tests.
+pub fn scan_user() -> ScanUser {
+    static ONCE: std::sync::OnceLock<ScanUser> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let user = ScanUser { name: "openwatch-scan", password: "Scan-Test-Password-1" };
+        let run = |program: &str, args: &[&str], stdin: Option<&str>| {
+            let mut child = std::process::Command::new(program)
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+            if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                use std::io::Write as _;
+                pipe.write_all(input.as_bytes()).expect("write stdin");
+            }
+            child.wait_with_output().expect("wait")
+        };
+        // Exit status 9: the user exists already (another test process created it).
+        let created = run("useradd", &["--create-home", "--shell", "/bin/sh", user.name], None);
+        assert!(
+            created.status.success() || created.status.code() == Some(9),
+            "useradd failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let password = run("chpasswd", &[], Some(&format!("{}:{}\n", user.name, user.password)));
+        assert!(password.status.success(), "chpasswd failed: {}", String::from_utf8_lossy(&password.stderr));
+        let sudoers = format!("{} ALL=(ALL) NOPASSWD: ALL\n", user.name);
+        let path = "/etc/sudoers.d/openwatch-scan";
+        if std::fs::read_to_string(path).ok().as_deref() != Some(sudoers.as_str()) {
+            std::fs::create_dir_all("/etc/sudoers.d").expect("create /etc/sudoers.d");
+            std::fs::write(path, sudoers).expect("write the sudoers drop-in");
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o440))
+                .expect("chmod sudoers drop-in");
+        }
+        user
+    })
+    .clone()
 }
