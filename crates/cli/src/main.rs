@@ -1,25 +1,33 @@
 //! `openwatch`: the command line of the compliance engine.
 //!
-//! * `openwatch scan --local` — scan this machine (with `--sudo` for root-only facts);
-//! * `openwatch scan --target user@host[:port] --key FILE` — scan a host over SSH;
-//! * `openwatch rules lint` — validate the rule corpus (CI runs it).
+//! * `openwatch scan --local` — scan this machine (`--sudo` for root-only facts);
+//! * `openwatch scan --target user@host[:port] (--key FILE | --password-env VAR)` — over SSH,
+//!   with the host key checked against `--known-hosts FILE` / `--known-host-key SHA256:…`,
+//!   or trusted on first use with `--trust-on-first-use`;
+//! * `openwatch rules list | show ID | lint` — the rule corpus.
 //!
-//! Output is a readable report, or JSON with `--format json`. Exit status: 0 when the
-//! scan ran, 1 on usage or scan errors (with a readable message).
+//! Exit status: 0 when every applicable rule passed, 1 when failures were found, 2 on
+//! usage, configuration or connection errors (with a readable message).
 
 mod report;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use openwatch_engine::rules::RuleSet;
 use openwatch_engine::scan::{ScanOptions, scan};
+use openwatch_engine::transport::known_hosts;
 use openwatch_engine::transport::{
     HostKeyPolicy, LocalTransport, SshAuth, SshTarget, SshTransport, Transport,
 };
 use secrecy::SecretString;
+
+/// Exit status when the scan found failing rules.
+const EXIT_FAILURES: u8 = 1;
+/// Exit status for usage, configuration and connection errors (clap uses 2 as well).
+const EXIT_ERROR: u8 = 2;
 
 #[derive(Parser)]
 #[command(name = "openwatch", version, about = "Agentless Linux compliance scanning")]
@@ -31,26 +39,43 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Scan this machine or one host over SSH.
-    Scan(ScanArgs),
+    Scan(Box<ScanArgs>),
     /// Work with the rule corpus.
     #[command(subcommand)]
     Rules(RulesCommand),
 }
 
-#[derive(Subcommand)]
-enum RulesCommand {
-    /// Load every rule strictly and run its fixtures; report all problems.
-    Lint {
-        /// Rule corpus directory.
-        #[arg(long, env = "OPENWATCH_RULES_DIR", default_value = "rules")]
-        rules: PathBuf,
-    },
+#[derive(Args)]
+struct RulesArgs {
+    /// Rule corpus: a directory, or a glob of rule files (`rules/ssh/*.yml`).
+    #[arg(long, env = "OPENWATCH_RULES", default_value = "rules")]
+    rules: String,
 }
 
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// List the rules: id, severity, category, platforms, frameworks.
+    List(RulesArgs),
+    /// Show one rule as loaded.
+    Show {
+        /// Rule id.
+        id: String,
+        #[command(flatten)]
+        corpus: RulesArgs,
+    },
+    /// Load every rule strictly and run its fixtures; report all problems.
+    Lint(RulesArgs),
+}
+
+/// Output formats of a scan.
 #[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    Text,
+pub enum Format {
+    /// Summary then failed and error rules with evidence.
+    Table,
+    /// The whole report as JSON.
     Json,
+    /// JUnit XML (one test case per rule) for CI systems.
+    Junit,
 }
 
 #[derive(Args)]
@@ -62,28 +87,35 @@ struct ScanArgs {
     #[arg(long)]
     target: Option<String>,
     /// Private key file for SSH (read into memory; never copied anywhere).
-    #[arg(long, requires = "target")]
+    #[arg(long, requires = "target", conflicts_with = "password_env")]
     key: Option<PathBuf>,
-    /// Environment variable holding the SSH password (instead of a key).
+    /// Environment variable holding the SSH password.
     #[arg(long, requires = "target")]
     password_env: Option<String>,
-    /// Accepted host key fingerprint(s) (`SHA256:…`); without any, the first key seen is
-    /// trusted and printed.
+    /// OpenSSH known_hosts file holding the host's key.
+    #[arg(long, requires = "target")]
+    known_hosts: Option<PathBuf>,
+    /// Accepted host key fingerprint (`SHA256:…`, as `ssh-keygen -lf` prints); repeatable.
     #[arg(long = "known-host-key", requires = "target")]
     known_host_keys: Vec<String>,
+    /// Accept an unknown host key and print its fingerprint (a known one must still match).
+    #[arg(long, requires = "target")]
+    trust_on_first_use: bool,
     /// Run the collection with `sudo -n` (root-only facts: sshd -T, /etc/shadow, audit).
     #[arg(long)]
     sudo: bool,
-    /// Only rules mapped to this framework (e.g. `cis-debian12`).
+    /// Only rules mapped to this framework (e.g. `cis-debian12`), with its variable values.
     #[arg(long)]
     framework: Option<String>,
-    /// Rule corpus directory.
-    #[arg(long, env = "OPENWATCH_RULES_DIR", default_value = "rules")]
-    rules: PathBuf,
+    #[command(flatten)]
+    corpus: RulesArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
+    #[arg(long, value_enum, default_value = "table")]
     format: Format,
-    /// Show every result, not only failures and errors.
+    /// Write the report to this file instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// In the table, show every result, not only failures and errors.
     #[arg(long)]
     all: bool,
 }
@@ -93,60 +125,84 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("openwatch: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Rules(RulesCommand::Lint { rules }) => lint(&rules),
-        Command::Scan(args) => scan_command(args),
+        Command::Scan(args) => scan_command(*args),
+        Command::Rules(RulesCommand::List(corpus)) => {
+            report::print_rule_list(&load_rules(&corpus.rules)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rules(RulesCommand::Show { id, corpus }) => {
+            let rules = load_rules(&corpus.rules)?;
+            let rule = rules.rules.get(&id).with_context(|| format!("no rule `{id}` in {}", corpus.rules))?;
+            report::print_rule(rule)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rules(RulesCommand::Lint(corpus)) => lint(&corpus.rules),
     }
 }
 
-fn load_rules(dir: &Path) -> anyhow::Result<RuleSet> {
-    RuleSet::load_dir(dir).map_err(|errors| {
+fn load_rules(spec: &str) -> anyhow::Result<RuleSet> {
+    RuleSet::load(spec).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("{} rule file(s) failed to load:\n{}", errors.len(), lines.join("\n"))
     })
 }
 
 /// Loads the corpus strictly and runs every rule's passing and failing fixtures.
-fn lint(dir: &Path) -> anyhow::Result<ExitCode> {
-    let rules = load_rules(dir)?;
-    let problems = openwatch_engine::fixtures::check_corpus(&rules, &dir.join("fixtures"));
+fn lint(spec: &str) -> anyhow::Result<ExitCode> {
+    let rules = load_rules(spec)?;
+    let fixtures = std::path::Path::new(spec.split(['*', '?']).next().unwrap_or(spec));
+    let fixtures_dir =
+        if fixtures.is_dir() { fixtures.join("fixtures") } else { PathBuf::from("rules/fixtures") };
+    let problems = openwatch_engine::fixtures::check_corpus(&rules, &fixtures_dir);
     if !problems.is_empty() {
         bail!("{} problem(s) in the rule corpus:\n{}", problems.len(), problems.join("\n"));
     }
-    #[allow(clippy::print_stdout)]
-    {
-        println!(
-            "{} rules loaded from {}; every fixture passes and fails as it should",
-            rules.rules.len(),
-            dir.display()
-        );
-    }
+    report::say(&format!(
+        "{} rules loaded from {spec}; every fixture passes and fails as it should",
+        rules.rules.len()
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
 fn scan_command(args: ScanArgs) -> anyhow::Result<ExitCode> {
-    let rules = load_rules(&args.rules)?;
-    let mut transport: Box<dyn Transport> = if args.local {
-        Box::new(if args.sudo { LocalTransport::with_sudo() } else { LocalTransport::new() })
+    let rules = load_rules(&args.corpus.rules)?;
+    let options = ScanOptions { framework: args.framework.clone(), ..ScanOptions::default() };
+    let (result, target, observed_key) = if args.local {
+        let mut transport = if args.sudo { LocalTransport::with_sudo() } else { LocalTransport::new() };
+        (scan(&rules, &mut transport, &options), transport.target(), None)
     } else if let Some(target) = &args.target {
-        Box::new(SshTransport::new(ssh_target(target, &args)?))
+        let mut transport = SshTransport::new(ssh_target(target, &args)?);
+        (scan(&rules, &mut transport, &options), transport.target(), transport.observed_host_key())
     } else {
         bail!("say what to scan: --local or --target user@host[:port]");
     };
-    let options = ScanOptions { framework: args.framework.clone(), ..ScanOptions::default() };
-    let report = scan(&rules, transport.as_mut(), &options)
-        .map_err(|e| anyhow::anyhow!("scan of {} failed ({}): {e}", transport.target(), e.code()))?;
-    match args.format {
-        Format::Json => report::print_json(&report)?,
-        Format::Text => report::print_text(&transport.target(), &report, args.all),
+    let report = result.map_err(|e| anyhow::anyhow!("scan of {target} failed ({}): {e}", e.code()))?;
+    if let (true, Some(key)) = (args.trust_on_first_use, observed_key) {
+        report::say_err(&format!(
+            "host key {} {} accepted; pin it with --known-host-key {}",
+            key.key_type, key.fingerprint_sha256, key.fingerprint_sha256
+        ));
     }
-    Ok(ExitCode::SUCCESS)
+    let rendered = match args.format {
+        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+        Format::Table => report::table(&target, &report, args.all),
+        Format::Junit => report::junit(&target, &report),
+    };
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, rendered).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => report::say(rendered.trim_end()),
+    }
+    let failed = report.score.overall.fail > 0;
+    Ok(if failed { ExitCode::from(EXIT_FAILURES) } else { ExitCode::SUCCESS })
 }
 
 fn ssh_target(target: &str, args: &ScanArgs) -> anyhow::Result<SshTarget> {
@@ -167,7 +223,24 @@ fn ssh_target(target: &str, args: &ScanArgs) -> anyhow::Result<SshTarget> {
         )),
         _ => bail!("give exactly one of --key FILE or --password-env VAR"),
     };
-    let host_key_policy = HostKeyPolicy::TrustOnFirstUse { known: args.known_host_keys.clone() };
+    let mut known = args.known_host_keys.clone();
+    if let Some(path) = &args.known_hosts {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let entries = known_hosts::keys_for(&text, host, port);
+        if entries.skipped > 0 {
+            report::say_err(&format!(
+                "{}: {} entries skipped (hashed hosts, markers or wildcards are not supported)",
+                path.display(),
+                entries.skipped
+            ));
+        }
+        known.extend(entries.fingerprints);
+    }
+    let host_key_policy = if args.trust_on_first_use {
+        HostKeyPolicy::TrustOnFirstUse { known }
+    } else {
+        HostKeyPolicy::Strict { known }
+    };
     Ok(SshTarget {
         host: host.to_owned(),
         port,

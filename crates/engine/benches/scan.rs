@@ -33,7 +33,10 @@ fn target(sshd: &TestSshd) -> SshTarget {
         host: sshd.addr().ip().to_string(),
         port: sshd.addr().port(),
         username: sshd.username().to_owned(),
-        auth: SshAuth::PrivateKey { key_pem: SecretString::from(sshd.client_private_key_pem()), passphrase: None },
+        auth: SshAuth::PrivateKey {
+            key_pem: SecretString::from(sshd.client_private_key_pem()),
+            passphrase: None,
+        },
         host_key_policy: HostKeyPolicy::Strict { known: vec![sshd.host_key_fingerprint()] },
         use_sudo: false,
     }
@@ -46,7 +49,11 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -58,7 +65,11 @@ fn main() {
     let sshd = runtime.block_on(TestSshd::start(Ipv4Addr::new(127, 0, 0, 1)));
     let options = ScanOptions::default();
 
-    println!("corpus: {} rules; target: {} (private sshd, key auth, strict host key)", rules.rules.len(), sshd.addr());
+    println!(
+        "corpus: {} rules; target: {} (private sshd, key auth, strict host key)",
+        rules.rules.len(),
+        sshd.addr()
+    );
     let mut walls = Vec::new();
     let mut cpus = Vec::new();
     let mut last: Option<ScanReport> = None;

@@ -127,6 +127,11 @@ impl TestSshd {
         }
     }
 
+    /// Path of sshd's public host key (for `known_hosts` tests).
+    pub fn host_public_key_path(&self) -> std::path::PathBuf {
+        self.dir.join("host_ed25519.pub")
+    }
+
     /// The address sshd listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr

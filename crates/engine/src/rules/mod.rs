@@ -302,6 +302,34 @@ impl RuleSet {
         let mut files = Vec::new();
         collect_rule_files(dir, &mut files)
             .map_err(|e| vec![LoadError { path: dir.to_owned(), line: None, message: e.to_string() }])?;
+        Self::load_files(files)
+    }
+
+    /// Loads the rules named by `spec`: a directory (recursively), or a glob of rule
+    /// files such as `rules/ssh/*.yml` (`*` and `?` match within one path component).
+    pub fn load(spec: &str) -> Result<RuleSet, Vec<LoadError>> {
+        if !spec.contains(['*', '?']) {
+            return Self::load_dir(Path::new(spec));
+        }
+        let fixed =
+            spec[..spec.find(['*', '?']).unwrap_or(spec.len())].rsplit_once('/').map_or(".", |(dir, _)| dir);
+        let base = if fixed.is_empty() { "/" } else { fixed };
+        let mut files = Vec::new();
+        collect_rule_files(Path::new(base), &mut files)
+            .map_err(|e| vec![LoadError { path: PathBuf::from(base), line: None, message: e.to_string() }])?;
+        let prefix = if base == "." && !spec.starts_with("./") { "./" } else { "" };
+        files.retain(|f| crate::facts::glob_matches(&format!("{prefix}{spec}"), &f.to_string_lossy()));
+        if files.is_empty() {
+            return Err(vec![LoadError {
+                path: PathBuf::from(spec),
+                line: None,
+                message: "no rule file matches".into(),
+            }]);
+        }
+        Self::load_files(files)
+    }
+
+    fn load_files(mut files: Vec<PathBuf>) -> Result<RuleSet, Vec<LoadError>> {
         files.sort();
         let mut rules = BTreeMap::new();
         let mut errors = Vec::new();

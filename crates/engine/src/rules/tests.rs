@@ -84,3 +84,21 @@ fn structural_rules_are_enforced() {
     );
     assert!(parse(&unsafe_path).unwrap_err().message.contains("path"));
 }
+
+#[test]
+fn rule_sets_load_from_a_directory_or_a_glob() {
+    let dir = std::env::temp_dir().join(format!("openwatch-rules-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dir.join("ssh")).unwrap();
+    std::fs::create_dir_all(dir.join("fixtures")).unwrap();
+    std::fs::write(dir.join("ssh/sshd_max_auth_tries.yml"), GOOD).unwrap();
+    std::fs::write(dir.join("fixtures/ignored.yml"), "not: a rule\n").unwrap();
+    let all = RuleSet::load_dir(&dir).unwrap();
+    assert_eq!(all.rules.len(), 1, "fixtures are not rules");
+    let glob = RuleSet::load(&format!("{}/ssh/*.yml", dir.display())).unwrap();
+    assert_eq!(glob.rules.len(), 1);
+    let none = RuleSet::load(&format!("{}/kernel/*.yml", dir.display())).unwrap_err();
+    assert!(
+        none[0].to_string().contains("no rule file matches") || none[0].to_string().contains("No such file")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

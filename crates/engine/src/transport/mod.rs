@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub mod error;
 pub mod host_key;
+pub mod known_hosts;
 pub mod local;
 pub mod ssh;
 
