@@ -25,7 +25,8 @@ pub fn parse(output: &str, nonce: &str, stat_requested: Vec<String>) -> Result<F
     let mut current: Option<(String, Vec<&str>, Option<i32>)> = None;
     for line in output.split('\n') {
         let Some(rest) = line.strip_prefix(marker.as_str()) else {
-            if let Some((_, lines, _)) = current.as_mut() {
+            // Output ends at the RC marker; what follows it is framing.
+            if let Some((_, lines, None)) = current.as_mut() {
                 lines.push(line);
             }
             continue;
@@ -37,16 +38,14 @@ pub fn parse(output: &str, nonce: &str, stat_requested: Vec<String>) -> Result<F
                 *rc = code.trim().parse().ok();
             }
         } else if let Some(name) = rest.strip_prefix("END ") {
-            if let Some((open, mut lines, rc)) = current.take()
+            // The script prints a newline before the RC marker, so joining the lines
+            // before it restores the output byte for byte (trailing newline included).
+            if let Some((open, lines, rc)) = current.take()
                 && open == name
             {
-                // The script prints a newline before RC and before END.
-                if rc.is_some() && lines.last() == Some(&"") {
-                    lines.pop();
-                }
                 sections.insert(open, Section { output: lines.join("\n"), exit_code: rc });
             }
-        } else if let Some((_, lines, _)) = current.as_mut() {
+        } else if let Some((_, lines, None)) = current.as_mut() {
             // FILE markers stay in the `files` section's text and are parsed below.
             lines.push(line);
         }
@@ -72,10 +71,8 @@ fn parse_files(text: &str, marker: &str) -> BTreeMap<String, FileFact> {
             continue;
         };
         if rest == "-END" {
-            if let Some((path, size, mut lines)) = open.take() {
-                if lines.last() == Some(&"") {
-                    lines.pop();
-                }
+            // As for sections: the newline printed before FILE-END is the separator.
+            if let Some((path, size, lines)) = open.take() {
                 let text = lines.join("\n");
                 let truncated = text.len() < size;
                 files.insert(path, FileFact::Content { text, truncated });
@@ -177,7 +174,7 @@ mod tests {
         assert_eq!(facts.stats["/etc/shadow"].group, "shadow");
         match &facts.files["/etc/login.defs"] {
             FileFact::Content { text, truncated } => {
-                assert_eq!(text, "PASS_MAX_DAYS 365\n@@OW-fake END files", "forged markers stay content");
+                assert_eq!(text, "PASS_MAX_DAYS 365\n@@OW-fake END files\n", "forged markers stay content");
                 assert!(*truncated || text.len() >= 27);
             }
             other => panic!("{other:?}"),
@@ -185,6 +182,24 @@ mod tests {
         assert_eq!(facts.files["/etc/shadow"], FileFact::Unreadable);
         assert_eq!(facts.files["/etc/nope"], FileFact::Missing);
         assert!(!facts.files.keys().any(|k| k.contains('*')), "unmatched globs are not files");
+    }
+
+    #[test]
+    fn content_round_trips_byte_for_byte_with_or_without_a_trailing_newline() {
+        for text in ["a\nb\n", "a\nb", "", "\n\n"] {
+            let output = format!(
+                "@@OW-n BEGIN files\n@@OW-n FILE /f SIZE {}\n{text}\n@@OW-n FILE-END\n@@OW-n RC 0\n@@OW-n END files\n\
+                 @@OW-n BEGIN cmd:x\n{text}\n@@OW-n RC 0\n\n@@OW-n END cmd:x\n",
+                text.len()
+            );
+            let facts = parse(&output, "n", vec![]).unwrap();
+            assert_eq!(
+                facts.files["/f"],
+                FileFact::Content { text: text.to_owned(), truncated: false },
+                "{text:?}"
+            );
+            assert_eq!(facts.section("cmd:x").unwrap().output, text, "{text:?}");
+        }
     }
 
     #[test]
