@@ -1,7 +1,8 @@
 //! Evaluation: from rules and facts to results, evidence and scores.
 //!
-//! A rule's checks that apply must all pass. Combination is honest: any `fail` makes the
-//! rule fail; otherwise any `error` makes it an error (never a pass); a rule whose
+//! Combination is honest. With `combine: all` (default) any `fail` makes the rule fail,
+//! otherwise any `error` makes it an error (never a pass). With `combine: any` one `pass`
+//! decides, otherwise any `error` makes it an error, otherwise it fails. A rule whose
 //! checks all do not apply, or whose platform does not match, is `not_applicable`;
 //! `manual` rules are reported as `manual`.
 
@@ -14,7 +15,7 @@ use serde::Serialize;
 
 use crate::checks::{Outcome, evidence};
 use crate::facts::{Facts, Probe};
-use crate::rules::Rule;
+use crate::rules::{Combine, Rule};
 
 /// The union of probes needed by `rules` (for `framework`'s variable values).
 pub fn probes_for<'a>(rules: impl IntoIterator<Item = &'a Rule>, framework: Option<&str>) -> BTreeSet<Probe> {
@@ -78,14 +79,20 @@ fn decide(rule: &Rule, framework: Option<&str>, facts: &Facts) -> Outcome {
     if outcomes.is_empty() {
         return Outcome::not_applicable("no check applies to this host", evidence("when", "", None, None));
     }
-    let status = if outcomes.iter().any(|o| o.status == FindingStatus::Fail) {
-        FindingStatus::Fail
-    } else if outcomes.iter().any(|o| o.status == FindingStatus::Error) {
-        FindingStatus::Error
-    } else if outcomes.iter().all(|o| o.status == FindingStatus::NotApplicable) {
+    let any = |status| outcomes.iter().any(|o: &Outcome| o.status == status);
+    let status = if outcomes.iter().all(|o| o.status == FindingStatus::NotApplicable) {
         FindingStatus::NotApplicable
     } else {
-        FindingStatus::Pass
+        match rule.file.combine {
+            // Every applicable check must pass: one fail decides; an error leaves it open.
+            Combine::All if any(FindingStatus::Fail) => FindingStatus::Fail,
+            Combine::All if any(FindingStatus::Error) => FindingStatus::Error,
+            Combine::All => FindingStatus::Pass,
+            // One passing alternative decides; an error might have been the passing one.
+            Combine::Any if any(FindingStatus::Pass) => FindingStatus::Pass,
+            Combine::Any if any(FindingStatus::Error) => FindingStatus::Error,
+            Combine::Any => FindingStatus::Fail,
+        }
     };
     // Evidence of the checks that decided the status (all of them for a pass).
     let deciding: Vec<&Outcome> = outcomes
@@ -169,4 +176,94 @@ pub fn score(results: &[RuleResultV1]) -> Score {
         }
     }
     score
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::fixtures::{FixtureCase, evaluate_case};
+    use crate::rules::parse_rule;
+
+    const HEAD: &str = "title: t\ndescription: d\nrationale: r\nseverity: low\ncategory: c\n\
+                        references: {cis-debian12: ['2.1.1']}\nplatforms: [{family: debian}]\n";
+
+    fn rule(id: &str, body: &str) -> Rule {
+        parse_rule(Path::new(&format!("{id}.yml")), &format!("id: {id}\n{HEAD}{body}")).unwrap()
+    }
+
+    fn case(packages: &str, units: &str) -> FixtureCase {
+        FixtureCase {
+            root: true,
+            sections: [
+                ("packages".to_string(), format!("format=dpkg\n{packages}")),
+                ("unit-files".to_string(), units.to_string()),
+                ("units".to_string(), String::new()),
+            ]
+            .into(),
+            ..FixtureCase::default()
+        }
+    }
+
+    #[test]
+    fn any_passes_with_one_alternative_and_fails_with_none() {
+        let removed_or_masked = rule(
+            "cups_removed_or_masked",
+            "combine: any\nchecks:\n  - {type: package, names: [cups], state: absent}\n  \
+             - {type: service, name: cups, masked: true}\n",
+        );
+        let status = |c| evaluate_case(&removed_or_masked, &c).unwrap();
+        assert_eq!(status(case("", "")), FindingStatus::Pass, "removed");
+        assert_eq!(
+            status(case("ii |cups|2.4\n", "cups.service masked enabled\n")),
+            FindingStatus::Pass,
+            "masked"
+        );
+        assert_eq!(status(case("ii |cups|2.4\n", "cups.service enabled enabled\n")), FindingStatus::Fail);
+    }
+
+    #[test]
+    fn all_is_the_default_and_package_absent_conditions_skip_checks() {
+        let unit_off_unless_removed = rule(
+            "avahi_off",
+            "checks:\n  - {type: service, name: avahi-daemon, enabled: false, when: {package_installed: avahi-daemon}}\n  \
+             - {type: package, names: [avahi-daemon], state: absent, when: {package_absent: avahi-daemon}}\n",
+        );
+        let status = |c| evaluate_case(&unit_off_unless_removed, &c).unwrap();
+        assert_eq!(status(case("", "")), FindingStatus::Pass);
+        assert_eq!(
+            status(case("ii |avahi-daemon|0.8\n", "avahi-daemon.service enabled enabled\n")),
+            FindingStatus::Fail
+        );
+        assert_eq!(
+            status(case("ii |avahi-daemon|0.8\n", "avahi-daemon.service disabled enabled\n")),
+            FindingStatus::Pass
+        );
+    }
+
+    #[test]
+    fn scores_count_only_passes_and_fails() {
+        let result = |status| RuleResultV1 {
+            rule_id: "r".into(),
+            status,
+            severity: Severity::High,
+            reason: None,
+            evidence: evidence("s", "", None, None),
+            frameworks: [("cis-debian12".to_string(), vec!["1".to_string()])].into(),
+            duration_us: 0,
+        };
+        let results = [
+            FindingStatus::Pass,
+            FindingStatus::Pass,
+            FindingStatus::Fail,
+            FindingStatus::Error,
+            FindingStatus::NotApplicable,
+        ]
+        .map(result);
+        let score = score(&results);
+        assert_eq!(score.overall.score(), Some(200.0 / 3.0));
+        assert_eq!(score.by_severity[&Severity::High].error, 1);
+        assert_eq!(score.by_framework["cis-debian12"].pass, 2);
+    }
 }

@@ -43,15 +43,30 @@ pub struct RuleFile {
     /// Variables with defaults and per-framework overrides.
     #[serde(default)]
     pub variables: BTreeMap<String, Variable>,
-    /// The checks; all that apply must pass. Empty only for manual rules.
+    /// The checks. Empty only for manual rules.
     #[serde(default)]
     pub checks: Vec<ConditionalCheck>,
+    /// How check outcomes combine: `all` (default) must pass, or `any` one passing is
+    /// enough (CIS "package removed OR service masked").
+    #[serde(default)]
+    pub combine: Combine,
     /// The control needs human review (no automated check).
     #[serde(default)]
     pub manual: bool,
     /// How to fix a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remediation: Option<Remediation>,
+}
+
+/// How a rule's check outcomes combine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// Every check that applies must pass.
+    #[default]
+    All,
+    /// At least one check that applies must pass.
+    Any,
 }
 
 /// A rule variable.
@@ -105,11 +120,14 @@ pub struct When {
     /// This package is installed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_installed: Option<String>,
+    /// This package is not installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_absent: Option<String>,
 }
 
 impl When {
     fn probes(&self, probes: &mut BTreeSet<Probe>) {
-        if self.package_installed.is_some() {
+        if self.package_installed.is_some() || self.package_absent.is_some() {
             probes.insert(Probe::Packages);
         }
     }
@@ -121,7 +139,10 @@ impl When {
         {
             return Some(false);
         }
-        if let Some(package) = &self.package_installed {
+        for (package, wanted) in [(&self.package_installed, true), (&self.package_absent, false)]
+            .into_iter()
+            .filter_map(|(p, w)| Some((p.as_ref()?, w)))
+        {
             let section = facts.section("packages").filter(|s| s.exit_code == Some(0))?;
             let installed = section.output.lines().any(|line| {
                 let mut parts = line.split('|');
@@ -129,7 +150,9 @@ impl When {
                 parts.next() == Some(package.as_str())
                     && (status.starts_with("ii") || status.starts_with("hi"))
             });
-            return Some(installed);
+            if installed != wanted {
+                return Some(false);
+            }
         }
         Some(true)
     }
