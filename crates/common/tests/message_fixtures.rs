@@ -66,7 +66,7 @@ fn scan_completed_v1_wire_format() {
         platform: Some(PlatformV1 { family: "debian".into(), version: "12".into() }),
         results: vec![
             RuleResultV1 {
-                rule_id: "sshd_permit_root_login_disabled".into(),
+                rule_id: "sshd_disable_root_login".into(),
                 status: FindingStatus::Fail,
                 severity: Severity::High,
                 reason: None,
