@@ -4,7 +4,7 @@
 //! * `openwatch scan --target user@host[:port] (--key FILE | --password-env VAR)` — over SSH,
 //!   with the host key checked against `--known-hosts FILE` / `--known-host-key SHA256:…`,
 //!   or trusted on first use with `--trust-on-first-use`;
-//! * `openwatch rules list | show ID | lint` — the rule corpus.
+//! * `openwatch rules list | show ID | lint | coverage` — the rule corpus.
 //!
 //! Exit status: 0 when every applicable rule passed, 1 when failures were found, 2 on
 //! usage, configuration or connection errors (with a readable message).
@@ -65,6 +65,17 @@ enum RulesCommand {
     },
     /// Load every rule strictly and run its fixtures; report all problems.
     Lint(RulesArgs),
+    /// Per framework, controls covered by rules / all controls, from `rules/frameworks/*.csv`.
+    Coverage {
+        #[command(flatten)]
+        corpus: RulesArgs,
+        /// Framework control lists (default: `frameworks/` inside the rules directory).
+        #[arg(long)]
+        frameworks: Option<PathBuf>,
+        /// Output format: `text` (a table) or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
 }
 
 /// Output formats of a scan.
@@ -118,6 +129,10 @@ struct ScanArgs {
     /// In the table, show every result, not only failures and errors.
     #[arg(long)]
     all: bool,
+    /// Skip the filesystem walk (world-writable, unowned, SUID/SGID files): faster scans;
+    /// walk rules are reported as not applicable.
+    #[arg(long)]
+    no_walk: bool,
 }
 
 fn main() -> ExitCode {
@@ -144,6 +159,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rules(RulesCommand::Lint(corpus)) => lint(&corpus.rules),
+        Command::Rules(RulesCommand::Coverage { corpus, frameworks, format }) => {
+            coverage(&corpus.rules, frameworks, &format)
+        }
     }
 }
 
@@ -171,9 +189,40 @@ fn lint(spec: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints the coverage of every framework list; exit 1 (after the table) when a rule
+/// references a control id that its framework's list does not hold.
+fn coverage(spec: &str, frameworks: Option<PathBuf>, format: &str) -> anyhow::Result<ExitCode> {
+    use openwatch_engine::frameworks;
+    let rules = load_rules(spec)?;
+    let dir = frameworks.unwrap_or_else(|| {
+        let base = std::path::Path::new(spec.split(['*', '?']).next().unwrap_or(spec));
+        if base.is_dir() { base.join("frameworks") } else { PathBuf::from("rules/frameworks") }
+    });
+    let lists = frameworks::load_dir(&dir).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{} framework list(s) failed to load:\n{}", errors.len(), lines.join("\n"))
+    })?;
+    let report = frameworks::coverage(&rules, &lists);
+    match format {
+        "json" => report::say(&serde_json::to_string_pretty(&report)?),
+        _ => report::say(report.to_text().trim_end()),
+    }
+    let unknown = report.unknown_controls().count();
+    if unknown > 0 {
+        report::say_err(&format!(
+            "{unknown} reference(s) to control ids missing from the lists in {}; \
+             fix the rules' `references` (or the list, if it is incomplete)",
+            dir.display()
+        ));
+        return Ok(ExitCode::from(EXIT_FAILURES));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn scan_command(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let rules = load_rules(&args.corpus.rules)?;
-    let options = ScanOptions { framework: args.framework.clone(), ..ScanOptions::default() };
+    let options =
+        ScanOptions { framework: args.framework.clone(), walk: !args.no_walk, ..ScanOptions::default() };
     let (result, target, observed_key) = if args.local {
         let mut transport = if args.sudo { LocalTransport::with_sudo() } else { LocalTransport::new() };
         (scan(&rules, &mut transport, &options), transport.target(), None)

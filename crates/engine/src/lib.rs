@@ -10,6 +10,7 @@
 //!   parsing its sectioned output into [`facts::Facts`].
 //! * [`checks`] — the typed check kinds and their evaluation against facts.
 //! * [`fixtures`] — passing and failing fact fixtures of every rule.
+//! * [`frameworks`] — framework control lists (`rules/frameworks/*.csv`) and coverage.
 //! * [`rules`] — the YAML rule format, strict loading, variables per framework.
 //! * [`eval`] — combining check outcomes into rule results; scores.
 //! * [`scan`] — one scan of one host, end to end.
@@ -19,6 +20,7 @@ pub mod checks;
 pub mod eval;
 pub mod facts;
 pub mod fixtures;
+pub mod frameworks;
 pub mod platform;
 pub mod rules;
 pub mod scan;

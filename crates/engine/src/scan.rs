@@ -14,7 +14,7 @@ use crate::rules::RuleSet;
 use crate::transport::{ExecLimits, ExecTimings, Transport, TransportError};
 
 /// What to scan for, and the limits of a scan.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ScanOptions {
     /// Only rules mapped to this framework (and its variable values).
     pub framework: Option<String>,
@@ -22,6 +22,17 @@ pub struct ScanOptions {
     pub script: ScriptOptions,
     /// Transport limits (timeouts, output size).
     pub limits: ExecLimits,
+    /// Run the filesystem walk when a selected rule needs it (default true). When false
+    /// the walk is not collected and walk rules are `not_applicable` ("filesystem walk
+    /// disabled (--no-walk)").
+    pub walk: bool,
+}
+
+impl Default for ScanOptions {
+    /// Every framework, default script and transport limits, walk enabled.
+    fn default() -> Self {
+        Self { framework: None, script: ScriptOptions::default(), limits: ExecLimits::default(), walk: true }
+    }
 }
 
 /// Why a scan produced no results. A scan either completes or fails as a whole: partial
@@ -94,7 +105,10 @@ pub fn scan(
         .values()
         .filter(|r| framework.is_none_or(|f| r.file.references.contains_key(f)))
         .collect();
-    let probes = eval::probes_for(candidates.iter().copied(), framework);
+    let mut probes = eval::probes_for(candidates.iter().copied(), framework);
+    if !options.walk {
+        probes.remove(&Probe::FilesystemWalk);
+    }
     let nonce = script::new_nonce();
     let text = script::build(&probes, &nonce, &options.script);
     let output = transport.run_script(&text, &options.limits)?.require_complete(&options.limits)?;
@@ -104,8 +118,9 @@ pub fn scan(
         .iter()
         .filter_map(|p| if let Probe::Stat(path) = p { Some(path.clone()) } else { None })
         .collect();
-    let facts =
+    let mut facts =
         parse::parse(&stdout, &nonce, stat_requested).map_err(|e| ScanError::Output(e.to_string()))?;
+    facts.walk_disabled = !options.walk;
     if facts.section("id").is_none() {
         return Err(ScanError::Output("the identity section is missing: output cut short".into()));
     }

@@ -72,9 +72,7 @@ async fn unprivileged_scans_report_errors_not_fails_and_sudo_restores_root_verdi
     }
     assert!(
         degraded > 0
-            && unprivileged
-                .get("sshd_permit_root_login_disabled")
-                .is_some_and(|(s, _)| *s == FindingStatus::Error),
+            && unprivileged.get("sshd_disable_root_login").is_some_and(|(s, _)| *s == FindingStatus::Error),
         "root-only facts (sshd -T) must be errors without privilege"
     );
 }

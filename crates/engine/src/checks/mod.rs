@@ -12,11 +12,21 @@
 //! * [`files`] — existence, permissions/ownership, content patterns.
 //! * [`system`] — packages, systemd services, kernel modules, mounts, audit rules,
 //!   accounts, and the restricted `command` escape hatch.
+//! * [`boot`] — kernel command line arguments, running and configured in GRUB/BLS.
+//! * [`pam`] — PAM modules, controls and options in service files (includes followed).
+//! * [`firewall`] — an active host firewall (nftables, ufw, firewalld) and its inbound
+//!   default policy.
+//! * [`walk`] — findings of the one shared filesystem walk (world-writable, unowned,
+//!   ungrouped, SUID/SGID).
 
+pub mod boot;
 pub mod config;
 pub mod expect;
 pub mod files;
+pub mod firewall;
+pub mod pam;
 pub mod system;
+pub mod walk;
 
 use std::collections::BTreeSet;
 
@@ -136,6 +146,14 @@ pub enum Check {
     Accounts(system::Accounts),
     /// A fixed read-only command's exit status and/or output.
     Command(system::CommandCheck),
+    /// A kernel command line argument, running and in every configured boot entry.
+    GrubCmdline(boot::GrubCmdline),
+    /// A PAM module (type, control, options) in service files, includes followed.
+    PamModule(pam::PamModule),
+    /// An active host firewall, optionally denying inbound traffic by default.
+    Firewall(firewall::Firewall),
+    /// No finding of a kind in the shared filesystem walk outside an allow list.
+    FilesystemWalk(walk::FilesystemWalk),
 }
 
 impl Check {
@@ -177,6 +195,10 @@ impl Check {
             Check::Command(c) => {
                 probes.insert(Probe::Command { id: id.to_owned(), command: c.command.clone() });
             }
+            Check::GrubCmdline(c) => c.probes(probes),
+            Check::PamModule(c) => c.probes(probes),
+            Check::Firewall(c) => c.probes(probes),
+            Check::FilesystemWalk(c) => c.probes(probes),
         }
     }
 
@@ -196,6 +218,10 @@ impl Check {
             Check::AuditRule(c) => c.evaluate(facts),
             Check::Accounts(c) => c.evaluate(facts),
             Check::Command(c) => c.evaluate(id, facts),
+            Check::GrubCmdline(c) => c.evaluate(facts),
+            Check::PamModule(c) => c.evaluate(facts),
+            Check::Firewall(c) => c.evaluate(facts),
+            Check::FilesystemWalk(c) => c.evaluate(facts),
         }
     }
 
@@ -209,6 +235,10 @@ impl Check {
             Check::FilePermissions(c) => c.validate(),
             Check::FileContent(c) => c.validate(),
             Check::Command(c) => c.validate(),
+            Check::GrubCmdline(c) => c.validate(),
+            Check::PamModule(c) => c.validate(),
+            Check::Firewall(c) => c.validate(),
+            Check::FilesystemWalk(c) => c.validate(),
             Check::Package(_)
             | Check::Service(_)
             | Check::KernelModuleDisabled(_)

@@ -36,6 +36,17 @@ pub enum Probe {
     ModprobeConfig,
     /// Loaded audit rules (`auditctl -l`).
     AuditRules,
+    /// The nftables ruleset (`nft list ruleset`).
+    Nftables,
+    /// ufw status and default policies (`ufw status verbose`).
+    Ufw,
+    /// firewalld state, default zone and that zone's settings (`firewall-cmd --state`,
+    /// `--get-default-zone`, `--list-all`).
+    Firewalld,
+    /// One pruned walk of the local filesystems listing world-writable files,
+    /// world-writable directories without the sticky bit, unowned and ungrouped files,
+    /// and SUID/SGID files (see [`script::WALK_COMMAND`]). Shared by every walk rule.
+    FilesystemWalk,
     /// Content of files matching a path or shell glob (size capped).
     File(String),
     /// Metadata (mode, owner, group, type) of a path or shell glob.
@@ -53,7 +64,12 @@ impl Probe {
     /// Whether the probe's source is normally readable only by root.
     pub fn needs_root(&self) -> bool {
         match self {
-            Probe::SshdEffective | Probe::AuditRules => true,
+            Probe::SshdEffective
+            | Probe::AuditRules
+            | Probe::Nftables
+            | Probe::Ufw
+            | Probe::Firewalld
+            | Probe::FilesystemWalk => true,
             Probe::File(path) | Probe::Stat(path) => ROOT_ONLY_PATHS.iter().any(|p| path.starts_with(p)),
             _ => false,
         }
@@ -68,6 +84,8 @@ const ROOT_ONLY_PATHS: &[&str] = &[
     "/boot/grub/grub.cfg",
     "/boot/grub2/grub.cfg",
     "/boot/grub2/user.cfg",
+    "/boot/grub2/grubenv",
+    "/boot/loader/",
     "/etc/sudoers",
     "/etc/audit/",
     "/var/log/audit",
@@ -145,6 +163,9 @@ pub struct Facts {
     pub stats: BTreeMap<String, StatFact>,
     /// Paths or globs that were stat'ed (so an absent key means "does not exist").
     pub stat_requested: Vec<String>,
+    /// The filesystem walk was switched off for this scan (`--no-walk`): walk checks are
+    /// `not_applicable` instead of `error`.
+    pub walk_disabled: bool,
 }
 
 impl Facts {

@@ -57,7 +57,7 @@ pub fn parse(output: &str, nonce: &str, stat_requested: Vec<String>) -> Result<F
     let stats = sections.get("stat").map(|s| parse_stats(&s.output)).unwrap_or_default();
     let platform = sections.get("os-release").and_then(|s| Platform::from_os_release(&s.output));
     let uid = sections.get("id").and_then(|s| s.output.trim().parse().ok());
-    Ok(Facts { platform, uid, sections, files, stats, stat_requested })
+    Ok(Facts { platform, uid, sections, files, stats, stat_requested, walk_disabled: false })
 }
 
 fn parse_files(text: &str, marker: &str) -> BTreeMap<String, FileFact> {

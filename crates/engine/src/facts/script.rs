@@ -14,6 +14,9 @@
 //! `timeout` so one hung command cannot eat the scan. Files are read in one loop with
 //! their own markers (`FILE <path> SIZE <n>` … `FILE-END`, or `MISSING` / `UNREADABLE` /
 //! `NOT-A-FILE`), and all paths are `stat`ed by one `stat` call. The script only reads.
+//!
+//! The filesystem walk ([`Probe::FilesystemWalk`], [`WALK_COMMAND`]) runs last, under its
+//! own time budget ([`ScriptOptions::walk_timeout_secs`]) instead of the per-probe one.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -29,11 +32,19 @@ pub struct ScriptOptions {
     pub section_cap_bytes: usize,
     /// Bytes kept of one file.
     pub file_cap_bytes: usize,
+    /// Seconds the filesystem walk may run (keep it below the transport's exec timeout).
+    pub walk_timeout_secs: u32,
 }
 
 impl Default for ScriptOptions {
+    /// 10 s per probe, 8 MiB per section, 512 KiB per file, 60 s for the filesystem walk.
     fn default() -> Self {
-        Self { probe_timeout_secs: 10, section_cap_bytes: 8 * 1024 * 1024, file_cap_bytes: 512 * 1024 }
+        Self {
+            probe_timeout_secs: 10,
+            section_cap_bytes: 8 * 1024 * 1024,
+            file_cap_bytes: 512 * 1024,
+            walk_timeout_secs: 60,
+        }
     }
 }
 
@@ -54,7 +65,39 @@ pub fn new_nonce() -> String {
 const ALWAYS: &[(&str, &str)] =
     &[("os-release", "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release"), ("id", "id -u")];
 
-/// The section name and command of a bulk probe (`None` for files, stats, commands).
+/// Section name of the filesystem walk.
+pub const WALK_SECTION: &str = "walk";
+
+/// The filesystem walk: one GNU `find` per local filesystem (ext2/3/4, xfs, btrfs as
+/// listed by `findmnt`), never crossing into another mount (`-xdev`, so network, pseudo
+/// and temporary filesystems mounted below are not entered; `/proc`, `/sys`, `/dev` and
+/// `/run` are pruned in case they are bind-mounted). One pass prints every finding kind,
+/// tagged (GNU find's `,` operator evaluates all branches for each path):
+///
+/// * `WW <path>` — world-writable regular file;
+/// * `WD <path>` — world-writable directory without the sticky bit;
+/// * `NU <path>` / `NG <path>` — owner / group matches no known user / group;
+/// * `SS <path>` — regular file with the SUID or SGID bit.
+///
+/// Framing lines: `MOUNT <m>` before and `DONE <m> <find status>` after each mount,
+/// `SKIP <m>` for a mount point with escaped blanks (not walked), `E <message>` for each
+/// `find` error (stderr, printed after that mount's findings so lines never interleave),
+/// and `ERR <reason>` (exit 3) when GNU find (`-printf`), `findmnt` or `timeout` is
+/// missing. A cut walk (time budget) ends without its last `DONE` and exits 124.
+pub const WALK_COMMAND: &str = r#"command -v timeout >/dev/null 2>&1 || { echo 'ERR timeout(1) is not available, so the walk cannot be bounded'; exit 3; }
+find / -maxdepth 0 -printf '' >/dev/null 2>&1 || { echo 'ERR find does not support -printf (GNU find is required; busybox find is not enough)'; exit 3; }
+command -v findmnt >/dev/null 2>&1 || { echo 'ERR findmnt is not available'; exit 3; }
+set -f; exec 3>&1
+for m in $(findmnt -rn -o TARGET -t ext2,ext3,ext4,xfs,btrfs | sort -u); do
+case "$m" in *\\*) echo "SKIP $m"; continue;; esac
+echo "MOUNT $m"
+e=$(find "$m" -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run \) -prune -o \( \( -type f -perm -0002 -printf 'WW %p\n' \) , \( -type d -perm -0002 ! -perm -1000 -printf 'WD %p\n' \) , \( -nouser -printf 'NU %p\n' \) , \( -nogroup -printf 'NG %p\n' \) , \( -type f \( -perm -4000 -o -perm -2000 \) -printf 'SS %p\n' \) \) 2>&1 >&3); rc=$?
+[ -n "$e" ] && printf '%s\n' "$e" | sed 's/^/E /'
+echo "DONE $m $rc"
+done"#;
+
+/// The section name and command of a bulk probe (`None` for files, stats, commands and
+/// the walk).
 pub fn bulk_command(probe: &Probe) -> Option<(&'static str, &'static str)> {
     Some(match probe {
         Probe::SshdEffective => ("sshd", "sshd -T"),
@@ -72,7 +115,13 @@ pub fn bulk_command(probe: &Probe) -> Option<(&'static str, &'static str)> {
         Probe::LoadedModules => ("modules", "cat /proc/modules"),
         Probe::ModprobeConfig => ("modprobe", "modprobe --showconfig"),
         Probe::AuditRules => ("audit-rules", "auditctl -l"),
-        Probe::File(_) | Probe::Stat(_) | Probe::Command { .. } => return None,
+        Probe::Nftables => ("nft", "nft list ruleset"),
+        Probe::Ufw => ("ufw", "ufw status verbose"),
+        Probe::Firewalld => (
+            "firewalld",
+            "firewall-cmd --state && firewall-cmd --get-default-zone && firewall-cmd --list-all",
+        ),
+        Probe::File(_) | Probe::Stat(_) | Probe::Command { .. } | Probe::FilesystemWalk => return None,
     })
 }
 
@@ -84,7 +133,7 @@ pub fn build(probes: &BTreeSet<Probe>, nonce: &str, options: &ScriptOptions) -> 
         script,
         "# OpenWatch fact collection (generated; read-only)\n\
          export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
-         N='{nonce}'; T={timeout}; C={cap}; F={file_cap}\n\
+         N='{nonce}'; T={timeout}; C={cap}; F={file_cap}; W={walk_timeout}\n\
          if command -v timeout >/dev/null 2>&1; then TO=\"timeout $T\"; else TO=; fi\n\
          ow_run() {{\n\
          \x20 printf '@@OW-%s BEGIN %s\\n' \"$N\" \"$1\"\n\
@@ -94,6 +143,7 @@ pub fn build(probes: &BTreeSet<Probe>, nonce: &str, options: &ScriptOptions) -> 
         timeout = options.probe_timeout_secs,
         cap = options.section_cap_bytes,
         file_cap = options.file_cap_bytes,
+        walk_timeout = options.walk_timeout_secs,
     );
     for (name, command) in ALWAYS {
         push_run(&mut script, name, command);
@@ -129,6 +179,12 @@ pub fn build(probes: &BTreeSet<Probe>, nonce: &str, options: &ScriptOptions) -> 
              printf '@@OW-%s RC 0\\n@@OW-%s END files\\n' \"$N\" \"$N\"\n",
             paths = files.join(" "),
         );
+    }
+    if probes.contains(&Probe::FilesystemWalk) {
+        // Last, so a slow walk never delays the other facts; its own budget, not $T.
+        script.push_str("if [ -n \"$TO\" ]; then TO=\"timeout $W\"; fi\n");
+        push_run(&mut script, WALK_SECTION, WALK_COMMAND);
+        script.push_str("if [ -n \"$TO\" ]; then TO=\"timeout $T\"; fi\n");
     }
     script
 }
@@ -166,5 +222,19 @@ mod tests {
         assert!(script.contains("for f in /etc/login.defs; do"));
         assert!(!script.contains("`id`"));
         assert!(script.contains("stat -L -c '\\''%a|%u|%g|%U|%G|%F|%n'\\'' /etc/passwd /etc/shadow"));
+    }
+
+    #[test]
+    fn the_walk_runs_last_under_its_own_budget_and_firewalls_are_bulk_sections() {
+        let probes = BTreeSet::from([Probe::FilesystemWalk, Probe::Nftables, Probe::File("/etc/x".into())]);
+        let script =
+            build(&probes, "abc", &ScriptOptions { walk_timeout_secs: 42, ..ScriptOptions::default() });
+        assert!(script.contains("W=42"));
+        let walk = script.find("ow_run 'walk'").unwrap();
+        assert!(walk > script.find("for f in /etc/x").unwrap(), "after the files");
+        assert!(script[..walk].ends_with("TO=\"timeout $W\"; fi\n"));
+        assert!(script.contains("ow_run 'nft' 'nft list ruleset'"));
+        let without = build(&BTreeSet::from([Probe::Nftables]), "abc", &ScriptOptions::default());
+        assert!(!without.contains("ow_run 'walk'"));
     }
 }
