@@ -65,6 +65,8 @@ enum RulesCommand {
     },
     /// Load every rule strictly and run its fixtures; report all problems.
     Lint(RulesArgs),
+    /// Print the JSON Schema of a rule file.
+    Schema,
     /// Per framework, controls covered by rules / all controls, from `rules/frameworks/*.csv`.
     Coverage {
         #[command(flatten)]
@@ -159,6 +161,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rules(RulesCommand::Lint(corpus)) => lint(&corpus.rules),
+        Command::Rules(RulesCommand::Schema) => {
+            report::say(&serde_json::to_string_pretty(&openwatch_engine::rules::rule_schema())?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Rules(RulesCommand::Coverage { corpus, frameworks, format }) => {
             coverage(&corpus.rules, frameworks, &format)
         }

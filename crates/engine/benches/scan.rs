@@ -111,10 +111,8 @@ fn main() {
             walls.push(started.elapsed().as_secs_f64() * 1000.0);
         }
         let started = Instant::now();
-        let find = std::process::Command::new("sh")
-            .args(["-c", "find / -xdev > /dev/null 2>&1"])
-            .status()
-            .unwrap();
+        let find =
+            std::process::Command::new("sh").args(["-c", "find / -xdev > /dev/null 2>&1"]).status().unwrap();
         println!(
             "with the filesystem walk ({walk_runs} runs): wall median {:.0} ms; one plain `find / -xdev` here: {:.0} ms (exit {})",
             median(walls),

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// A detected operating system.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Platform {
     /// `ID` (e.g. `debian`, `ubuntu`, `rocky`).
     pub id: String,
@@ -23,7 +23,9 @@ pub struct Platform {
 }
 
 /// Platform families rules are written for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     /// Debian.
@@ -137,7 +139,7 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
 }
 
 /// A platform constraint of a rule: a family and an optional inclusive version range.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlatformSpec {
     /// The family.

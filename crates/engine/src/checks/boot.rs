@@ -39,7 +39,7 @@ fn yes() -> bool {
 }
 
 /// A kernel command line argument, running and configured for every boot entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrubCmdline {
     /// `key=value` (`audit=1`: that exact value), or a bare `key` (present in any form,

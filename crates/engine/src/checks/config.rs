@@ -13,7 +13,7 @@ use crate::facts::{Facts, FileFact, Probe};
 /// keywords, built-in defaults filled in, first-match semantics of `sshd_config` already
 /// applied). `Match` blocks are not evaluated: the values are those of a connection that
 /// matches no `Match` block (documented in `docs/RULES.md`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SshdConfig {
     /// Keyword, e.g. `permitrootlogin` (case-insensitive).
@@ -57,7 +57,7 @@ const SYSCTL_DIRS: &[&str] =
     &["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"];
 
 /// A kernel parameter: the running value and/or the persisted configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sysctl {
     /// Parameter, e.g. `net.ipv4.ip_forward`.
@@ -176,7 +176,7 @@ fn persisted_sysctl(facts: &Facts, key: &str) -> Option<(String, String)> {
 }
 
 /// How keys and values are separated in a key/value file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Separator {
     /// `KEY value` or `KEY=value` (whichever comes first on the line).
@@ -190,7 +190,7 @@ pub enum Separator {
 
 /// A key of key/value configuration files, read in order (later files override earlier
 /// ones, as with a main file followed by its `.d` drop-ins).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KvConfig {
     /// Files and globs in precedence order (globs expand in name order).

@@ -21,7 +21,7 @@ fn stats_matching<'a>(facts: &'a Facts, pattern: &'a str) -> Vec<(&'a String, &'
 }
 
 /// A path exists, or (with `present: false`) does not.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileExists {
     /// Path or glob.
@@ -53,7 +53,7 @@ impl FileExists {
 }
 
 /// Mode (at most: a stricter mode passes), owner and group of every path matching.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilePermissions {
     /// Path or glob.
@@ -140,7 +140,7 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 
 /// A regular expression must match (or, with `present: false`, must not match) a line
 /// of the files matching `path`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileContent {
     /// Path or glob.

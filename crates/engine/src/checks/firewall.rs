@@ -31,7 +31,9 @@ use super::{Outcome, evidence};
 use crate::facts::{Facts, Probe, Section};
 
 /// A host firewall implementation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FirewallKind {
     /// The kernel nftables ruleset.
@@ -78,7 +80,7 @@ impl FirewallKind {
 
 /// At least one of the firewalls is active (and, with `default_deny`, drops or rejects
 /// inbound traffic by default).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Firewall {
     /// The inbound default policy must be drop/deny/reject.

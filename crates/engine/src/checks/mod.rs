@@ -117,7 +117,7 @@ pub fn usable_section<'a>(
 }
 
 /// One typed check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Check {
     /// A keyword of the effective sshd configuration (`sshd -T`).

@@ -25,7 +25,7 @@ const PAM_DIR: &str = "/etc/pam.d";
 const MAX_INCLUDE_DEPTH: usize = 8;
 
 /// What a module option must be.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum PamOption {
     /// `present` (flag or `key=…`) or `absent`.
@@ -35,7 +35,7 @@ pub enum PamOption {
 }
 
 /// Whether an option must appear.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Presence {
     /// The option is given (as a flag or with a value).
@@ -45,7 +45,7 @@ pub enum Presence {
 }
 
 /// A PAM module configured (or not) in service files.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PamModule {
     /// Service files; each one that exists must satisfy the check (at least one must

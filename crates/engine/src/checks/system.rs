@@ -10,7 +10,7 @@ use super::{Outcome, evidence, usable_section};
 use crate::facts::{Facts, FileFact, Probe};
 
 /// Whether packages must be installed or absent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PackageState {
     /// At least one of the names is installed.
@@ -20,7 +20,7 @@ pub enum PackageState {
 }
 
 /// Package state in the dpkg or rpm database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Package {
     /// Package names (alternatives: `[chrony, ntp]`).
@@ -65,7 +65,7 @@ impl Package {
 
 /// A systemd service's enablement, activity and mask. A unit that does not exist counts
 /// as disabled, inactive and not masked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// Unit name (`.service` is added when no suffix is given).
@@ -132,7 +132,7 @@ impl Service {
 
 /// A kernel module is not loaded, cannot be loaded (`install <name> /bin/false` or
 /// `/bin/true`) and is deny-listed (`blacklist <name>`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KernelModuleDisabled {
     /// Module name (`-` and `_` are equivalent).
@@ -182,7 +182,7 @@ impl KernelModuleDisabled {
 }
 
 /// A mount point: separate filesystem, and/or mount options.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mount {
     /// Mount point, e.g. `/tmp`.
@@ -240,7 +240,7 @@ impl Mount {
 /// An audit rule is loaded (`auditctl -l`). Compared normalised: keys (`-k`,
 /// `-F key=`) are ignored, syscall lists and permission letters are sets, and a loaded
 /// rule may carry more than the required fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRule {
     /// The rule as `auditctl` syntax, e.g. `-w /etc/passwd -p wa`.
@@ -310,7 +310,7 @@ impl AuditRule {
 }
 
 /// Account database properties.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "property", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Accounts {
     /// Only `root` has UID 0.
@@ -427,7 +427,7 @@ const FORBIDDEN_COMMAND_WORDS: &[&str] = &[
 
 /// A fixed, read-only command: its exit status and/or output. Output redirection and
 /// commands that change state are refused at load time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandCheck {
     /// The command line (run by `sh -c` under a timeout).

@@ -24,7 +24,7 @@ use crate::facts::script::WALK_SECTION;
 use crate::facts::{Facts, Probe, glob_matches};
 
 /// What a walk rule looks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WalkFinding {
     /// Regular files writable by everyone (`-type f -perm -0002`).
@@ -65,7 +65,7 @@ impl WalkFinding {
 }
 
 /// No path of the `finding` kind exists on local filesystems outside `allow`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilesystemWalk {
     /// The kind of finding.

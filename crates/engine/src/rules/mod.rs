@@ -18,7 +18,7 @@ use crate::facts::Probe;
 use crate::platform::{Family, Platform, PlatformSpec};
 
 /// A rule file as written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
     /// Stable id (`[a-z0-9_]+`), equal to the file name without `.yml`.
@@ -59,7 +59,7 @@ pub struct RuleFile {
 }
 
 /// How a rule's check outcomes combine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Combine {
     /// Every check that applies must pass.
@@ -69,8 +69,14 @@ pub enum Combine {
     Any,
 }
 
+/// The JSON Schema of a rule file, generated from [`RuleFile`] (committed as
+/// `rules/schema/rule.schema.json`; a test keeps the two identical).
+pub fn rule_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RuleFile)).unwrap_or_default()
+}
+
 /// A rule variable.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Variable {
     /// Value unless a framework overrides it (a number or a string).
@@ -81,7 +87,7 @@ pub struct Variable {
 }
 
 /// A variable value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Scalar {
     /// An integer.
@@ -100,7 +106,7 @@ impl Scalar {
 }
 
 /// A check with an optional condition on detected facts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConditionalCheck {
     /// Evaluate only when this holds; otherwise the check does not apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,7 +117,7 @@ pub struct ConditionalCheck {
 }
 
 /// Conditions on facts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct When {
     /// The platform family is this one.
@@ -159,7 +165,7 @@ impl When {
 }
 
 /// Remediation guidance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Remediation {
     /// What to do, in words.
@@ -282,7 +288,7 @@ pub fn parse_rule(path: &Path, text: &str) -> Result<Rule, LoadError> {
     Ok(Rule { file, overridden, path: path.to_owned() })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct VariablesOnly {
     #[serde(default)]
     variables: BTreeMap<String, Variable>,
