@@ -134,8 +134,7 @@ impl GrubCmdline {
             )
             .next();
         if let Some(path) = unreadable {
-            let reason = if facts.privileged() { "cannot read file" } else { "requires privilege" };
-            return Outcome::error(format!("{reason}: {path}"), source);
+            return Outcome::unreadable(facts, &path, source);
         }
         match facts.files.get(PROC_CMDLINE) {
             Some(FileFact::Content { text, .. }) => sources.push(Cmdlines {
@@ -333,20 +332,7 @@ mod tests {
     use super::*;
 
     fn facts(uid: u32, files: &[(&str, Option<&str>)]) -> Facts {
-        Facts {
-            uid: Some(uid),
-            files: files
-                .iter()
-                .map(|(p, t)| {
-                    let fact = match t {
-                        Some(text) => FileFact::Content { text: text.to_string(), truncated: false },
-                        None => FileFact::Unreadable,
-                    };
-                    (p.to_string(), fact)
-                })
-                .collect(),
-            ..Facts::default()
-        }
+        Facts::for_test(uid, &[], files)
     }
 
     fn check(argument: &str) -> GrubCmdline {

@@ -246,9 +246,7 @@ impl KvConfig {
                         }
                     }
                     FileFact::Unreadable => {
-                        let reason =
-                            if facts.privileged() { "cannot read file" } else { "requires privilege" };
-                        return Outcome::error(format!("{reason}: {path}"), source);
+                        return Outcome::unreadable(facts, &path, source);
                     }
                     FileFact::Missing | FileFact::NotAFile => {}
                 }
@@ -318,7 +316,6 @@ impl KvConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use openwatch_common::domain::FindingStatus;
 
@@ -326,18 +323,9 @@ mod tests {
     use crate::facts::Section;
 
     fn facts_with(sections: &[(&str, &str)], files: &[(&str, &str)]) -> Facts {
-        Facts {
-            uid: Some(0),
-            sections: sections
-                .iter()
-                .map(|(n, o)| (n.to_string(), Section { output: o.to_string(), exit_code: Some(0) }))
-                .collect(),
-            files: files
-                .iter()
-                .map(|(p, t)| (p.to_string(), FileFact::Content { text: t.to_string(), truncated: false }))
-                .collect::<BTreeMap<_, _>>(),
-            ..Facts::default()
-        }
+        let files: Vec<(&str, Option<&str>)> =
+            files.iter().map(|(path, text)| (*path, Some(*text))).collect();
+        Facts::for_test(0, sections, &files)
     }
 
     fn expect(yaml: &str) -> Expect {

@@ -205,8 +205,7 @@ impl FileContent {
                     }
                 }
                 FileFact::Unreadable => {
-                    let reason = if facts.privileged() { "cannot read file" } else { "requires privilege" };
-                    return Outcome::error(format!("{reason}: {path}"), source);
+                    return Outcome::unreadable(facts, &path, source);
                 }
                 FileFact::Missing | FileFact::NotAFile => {}
             }

@@ -66,6 +66,13 @@ impl Outcome {
         }
     }
 
+    /// `path` exists but could not be read: for lack of privilege when the script did not
+    /// run as root, otherwise for another reason (an ACL, a race).
+    pub fn unreadable(facts: &Facts, path: &str, source: impl Into<String>) -> Self {
+        let reason = if facts.privileged() { "cannot read file" } else { "requires privilege" };
+        Self::error(format!("{reason}: {path}"), source)
+    }
+
     /// Does not apply to this host.
     pub fn not_applicable(reason: impl Into<String>, evidence: EvidenceV1) -> Self {
         Self { status: FindingStatus::NotApplicable, reason: Some(reason.into()), evidence }

@@ -308,8 +308,7 @@ impl PamModule {
                     );
                 }
                 Err(StackError::Unreadable(file)) => {
-                    let reason = if facts.privileged() { "cannot read file" } else { "requires privilege" };
-                    return Outcome::error(format!("{reason}: {file}"), source);
+                    return Outcome::unreadable(facts, &file, source);
                 }
                 Err(StackError::TooDeep(file)) => {
                     return Outcome::error(format!("includes nested too deep at {file}"), source);
@@ -372,20 +371,7 @@ mod tests {
     use super::*;
 
     fn facts(uid: u32, files: &[(&str, Option<&str>)]) -> Facts {
-        Facts {
-            uid: Some(uid),
-            files: files
-                .iter()
-                .map(|(p, t)| {
-                    let fact = match t {
-                        Some(text) => FileFact::Content { text: text.to_string(), truncated: false },
-                        None => FileFact::Unreadable,
-                    };
-                    (p.to_string(), fact)
-                })
-                .collect(),
-            ..Facts::default()
-        }
+        Facts::for_test(uid, &[], files)
     }
 
     fn pwhistory(files: &[&str]) -> PamModule {

@@ -350,8 +350,7 @@ impl Accounts {
                     texts.insert(*file, text.as_str());
                 }
                 Some(FileFact::Unreadable) => {
-                    let reason = if facts.privileged() { "cannot read file" } else { "requires privilege" };
-                    return Outcome::error(format!("{reason}: {file}"), source);
+                    return Outcome::unreadable(facts, &file, source);
                 }
                 _ => return Outcome::error(format!("{file} not found"), source),
             }
@@ -523,14 +522,7 @@ mod tests {
     use crate::facts::Section;
 
     fn facts(sections: &[(&str, &str)]) -> Facts {
-        Facts {
-            uid: Some(0),
-            sections: sections
-                .iter()
-                .map(|(n, o)| (n.to_string(), Section { output: o.to_string(), exit_code: Some(0) }))
-                .collect(),
-            ..Facts::default()
-        }
+        Facts::for_test(0, sections, &[])
     }
 
     #[test]

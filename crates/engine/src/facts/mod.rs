@@ -189,6 +189,34 @@ impl Facts {
     }
 }
 
+#[cfg(test)]
+impl Facts {
+    /// Facts for unit tests: bulk sections that exited 0, and files with their content
+    /// (`None`: the file exists but is unreadable).
+    pub(crate) fn for_test(uid: u32, sections: &[(&str, &str)], files: &[(&str, Option<&str>)]) -> Facts {
+        Facts {
+            uid: Some(uid),
+            sections: sections
+                .iter()
+                .map(|(name, output)| {
+                    (name.to_string(), Section { output: output.to_string(), exit_code: Some(0) })
+                })
+                .collect(),
+            files: files
+                .iter()
+                .map(|(path, text)| {
+                    let fact = match text {
+                        Some(text) => FileFact::Content { text: text.to_string(), truncated: false },
+                        None => FileFact::Unreadable,
+                    };
+                    (path.to_string(), fact)
+                })
+                .collect(),
+            ..Facts::default()
+        }
+    }
+}
+
 /// Minimal shell-glob matching (`*` within one path component, `?`), enough to map
 /// expanded paths back to the pattern that produced them.
 pub fn glob_matches(pattern: &str, path: &str) -> bool {
