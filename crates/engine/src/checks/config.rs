@@ -246,7 +246,7 @@ impl KvConfig {
                         }
                     }
                     FileFact::Unreadable => {
-                        return Outcome::unreadable(facts, &path, source);
+                        return Outcome::unreadable(facts, path, source);
                     }
                     FileFact::Missing | FileFact::NotAFile => {}
                 }

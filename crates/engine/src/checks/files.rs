@@ -205,7 +205,7 @@ impl FileContent {
                     }
                 }
                 FileFact::Unreadable => {
-                    return Outcome::unreadable(facts, &path, source);
+                    return Outcome::unreadable(facts, path, source);
                 }
                 FileFact::Missing | FileFact::NotAFile => {}
             }

@@ -350,7 +350,7 @@ impl Accounts {
                     texts.insert(*file, text.as_str());
                 }
                 Some(FileFact::Unreadable) => {
-                    return Outcome::unreadable(facts, &file, source);
+                    return Outcome::unreadable(facts, file, source);
                 }
                 _ => return Outcome::error(format!("{file} not found"), source),
             }
