@@ -27,18 +27,6 @@ use tokio_util::sync::CancellationToken;
 const Q: QueueName = QueueName::HostMonitoring;
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn new_host(pool: &Pool) -> HostId {
-    let mut conn = pool.get().await.unwrap();
-    let id = HostId::new();
-    hosts::insert_host(
-        &mut conn,
-        hosts::NewHost { id, name: format!("web-{id}"), address: "127.0.0.1".into(), port: 22, tags: vec![] },
-    )
-    .await
-    .unwrap();
-    id
-}
-
 fn check(host_id: HostId) -> HostCheckRequestedV1 {
     HostCheckRequestedV1 { host_id, requested_at: Utc::now() }
 }
@@ -68,7 +56,7 @@ async fn pending(pool: &Pool) -> i64 {
 async fn a_committed_row_is_delivered_to_its_queue_and_removed() {
     let db = TestDatabase::new().await;
     let broker = TestBroker::new().await;
-    let host = new_host(&db.pool()).await;
+    let host = db.insert_host("web-1", 22).await;
     enqueue(&db.pool(), &check(host), true).await;
 
     let relay = OutboxRelay::new(db.pool(), broker.publisher().await, OutboxRelayConfig::default());
@@ -88,7 +76,7 @@ async fn a_committed_row_is_delivered_to_its_queue_and_removed() {
 async fn a_rolled_back_transaction_delivers_nothing() {
     let db = TestDatabase::new().await;
     let broker = TestBroker::new().await;
-    let host = new_host(&db.pool()).await;
+    let host = db.insert_host("web-1", 22).await;
     enqueue(&db.pool(), &check(host), false).await;
 
     let relay = OutboxRelay::new(db.pool(), broker.publisher().await, OutboxRelayConfig::default());
@@ -163,7 +151,7 @@ impl Handler<HostCheckRequestedV1> for CountChecks {
 async fn a_relay_dying_between_publish_and_delete_redelivers_and_the_consumer_absorbs_it() {
     let db = TestDatabase::new().await;
     let broker = TestBroker::new().await;
-    let host = new_host(&db.pool()).await;
+    let host = db.insert_host("web-1", 22).await;
     enqueue(&db.pool(), &check(host), true).await;
 
     let dying = DiesAfterPublishing {

@@ -5,38 +5,13 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use openwatch_common::domain::{FindingStatus, ScanStatus, ScanTrigger, Severity};
+use openwatch_common::domain::{FindingStatus, ScanStatus, Severity};
 use openwatch_common::ids::{HostId, ScanId};
 use openwatch_common::messages::v1::{EvidenceV1, PlatformV1, RuleResultV1, ScanCompletedV1};
 use openwatch_db::queries::hosts;
-use openwatch_db::queries::scans::{self, NewScan, RecordOutcome};
+use openwatch_db::queries::scans::{self, RecordOutcome};
 use openwatch_db::{AsyncConnection, DbError, Pool};
 use openwatch_test_support::database::TestDatabase;
-
-async fn host_with_scan(pool: &Pool) -> (HostId, ScanId) {
-    let mut conn = pool.get().await.unwrap();
-    let host = HostId::new();
-    hosts::insert_host(
-        &mut conn,
-        hosts::NewHost { id: host, name: "db-1".into(), address: "127.0.0.1".into(), port: 22, tags: vec![] },
-    )
-    .await
-    .unwrap();
-    let scan = ScanId::new();
-    scans::insert_scan(
-        &mut conn,
-        &NewScan {
-            id: scan,
-            host_id: host,
-            trigger: ScanTrigger::Manual,
-            framework: None,
-            requested_by: None,
-        },
-    )
-    .await
-    .unwrap();
-    (host, scan)
-}
 
 fn result(rule: usize, status: FindingStatus) -> RuleResultV1 {
     RuleResultV1 {
@@ -73,7 +48,7 @@ async fn record(pool: &Pool, message: &ScanCompletedV1) -> RecordOutcome {
 #[tokio::test(flavor = "multi_thread")]
 async fn results_are_stored_in_bulk_with_their_score_and_a_duplicate_changes_nothing() {
     let db = TestDatabase::new().await;
-    let (host, scan) = host_with_scan(&db.pool()).await;
+    let (host, scan) = db.insert_queued_scan().await;
     // More than one INSERT statement's worth, with every status present.
     let statuses = [
         FindingStatus::Pass,
@@ -111,7 +86,7 @@ async fn results_are_stored_in_bulk_with_their_score_and_a_duplicate_changes_not
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_scan_keeps_its_reason_and_has_no_score() {
     let db = TestDatabase::new().await;
-    let (host, scan) = host_with_scan(&db.pool()).await;
+    let (host, scan) = db.insert_queued_scan().await;
     let mut message = completed(host, scan, vec![]);
     message.outcome = ScanStatus::Failed;
     message.failure_reason = Some("host_key_mismatch".into());
@@ -128,7 +103,7 @@ async fn a_failed_scan_keeps_its_reason_and_has_no_score() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_scans_and_non_terminal_outcomes_are_refused() {
     let db = TestDatabase::new().await;
-    let (host, scan) = host_with_scan(&db.pool()).await;
+    let (host, scan) = db.insert_queued_scan().await;
     assert_eq!(record(&db.pool(), &completed(host, ScanId::new(), vec![])).await, RecordOutcome::UnknownScan);
 
     let mut message = completed(host, scan, vec![]);

@@ -22,8 +22,12 @@ use std::time::{Duration, Instant};
 
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use openwatch_common::domain::ScanTrigger;
+use openwatch_common::ids::{HostId, ScanId};
 use openwatch_db::migrate::{self, quote_ident};
 use openwatch_db::pool::with_database;
+use openwatch_db::queries::hosts::{self, NewHost};
+use openwatch_db::queries::scans::{self, NewScan};
 use openwatch_db::{Pool, PoolConfig};
 
 /// Default server URL when `OPENWATCH_TEST_DATABASE_URL` is not set.
@@ -90,6 +94,33 @@ impl TestDatabase {
     /// A new, unpooled connection to this database.
     pub async fn connect(&self) -> AsyncPgConnection {
         connect(&self.url).await
+    }
+
+    /// Registers a host on 127.0.0.1:`port` named `name` (unique per database).
+    pub async fn insert_host(&self, name: &str, port: u16) -> HostId {
+        let id = HostId::new();
+        let host = NewHost { id, name: name.to_owned(), address: "127.0.0.1".into(), port, tags: vec![] };
+        hosts::insert_host(&mut self.pool.get().await.expect("pooled connection"), host)
+            .await
+            .expect("insert host");
+        id
+    }
+
+    /// A host and a manual scan of it in state `queued`.
+    pub async fn insert_queued_scan(&self) -> (HostId, ScanId) {
+        let host = self.insert_host(&format!("scanned-{}", uuid::Uuid::new_v4().simple()), 22).await;
+        let scan = ScanId::new();
+        let new_scan = NewScan {
+            id: scan,
+            host_id: host,
+            trigger: ScanTrigger::Manual,
+            framework: None,
+            requested_by: None,
+        };
+        scans::insert_scan(&mut self.pool.get().await.expect("pooled connection"), &new_scan)
+            .await
+            .expect("insert scan");
+        (host, scan)
     }
 }
 

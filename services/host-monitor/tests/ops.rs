@@ -30,13 +30,6 @@ async fn a_hanging_rabbitmq_still_gets_an_answer_within_two_seconds() {
     service::assert_unhealthy_naming(BIN, Dependency::RabbitMq, ProxyMode::Blackhole).await;
 }
 
-async fn host_on(db: &TestDatabase, name: &str, port: u16) -> HostId {
-    let id = HostId::new();
-    let new_host = hosts::NewHost { id, name: name.into(), address: "127.0.0.1".into(), port, tags: vec![] };
-    hosts::insert_host(&mut db.pool().get().await.unwrap(), new_host).await.unwrap();
-    id
-}
-
 async fn state_of(db: &TestDatabase, host: HostId) -> MonitoringState {
     hosts::get_host(&mut db.pool().get().await.unwrap(), host).await.unwrap().monitoring_state
 }
@@ -58,8 +51,8 @@ async fn a_listening_port_is_online_and_a_closed_one_is_down() {
     };
     let harness = ServiceHarness::new(BIN).await.env("OPENWATCH_PROBE_TIMEOUT_MS", "2000");
     let db = harness.database();
-    let up = host_on(db, "up", listener.local_addr().unwrap().port()).await;
-    let down = host_on(db, "down", closed_port).await;
+    let up = db.insert_host("up", listener.local_addr().unwrap().port()).await;
+    let down = db.insert_host("down", closed_port).await;
     let _running = harness.start_healthy().await;
 
     let publisher = harness.broker().publisher().await;
@@ -78,7 +71,7 @@ async fn sigterm_during_a_check_lets_it_finish_then_exits_0() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let harness = ServiceHarness::new(BIN).await;
     let db = harness.database();
-    let host = host_on(db, "busy", listener.local_addr().unwrap().port()).await;
+    let host = db.insert_host("busy", listener.local_addr().unwrap().port()).await;
     let mut running = harness.start_healthy().await;
 
     let mut lock =

@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use openwatch_common::domain::{FindingStatus, ScanStatus, ScanTrigger, Severity};
+use openwatch_common::domain::{FindingStatus, ScanStatus, Severity};
 use openwatch_common::ids::{HostId, ScanId};
 use openwatch_common::messages::v1::{EvidenceV1, RuleResultV1, ScanCompletedV1};
 use openwatch_common::queues::QueueName;
-use openwatch_db::queries::{hosts, scans};
-use openwatch_test_support::database::TestDatabase;
+use openwatch_db::queries::scans;
 use openwatch_test_support::proxy::ProxyMode;
 use openwatch_test_support::service::{self, Dependency, HeldLock, ServiceHarness};
 
@@ -31,33 +30,6 @@ async fn a_hanging_postgres_still_gets_an_answer_within_two_seconds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_rabbitmq_is_named_in_a_503() {
     service::assert_unhealthy_naming(BIN, Dependency::RabbitMq, ProxyMode::Refuse).await;
-}
-
-async fn queued_scan(db: &TestDatabase) -> (HostId, ScanId) {
-    let mut conn = db.pool().get().await.unwrap();
-    let host = HostId::new();
-    hosts::insert_host(
-        &mut conn,
-        hosts::NewHost {
-            id: host,
-            name: "web-1".into(),
-            address: "127.0.0.1".into(),
-            port: 22,
-            tags: vec![],
-        },
-    )
-    .await
-    .unwrap();
-    let scan = ScanId::new();
-    let new_scan = scans::NewScan {
-        id: scan,
-        host_id: host,
-        trigger: ScanTrigger::Manual,
-        framework: None,
-        requested_by: None,
-    };
-    scans::insert_scan(&mut conn, &new_scan).await.unwrap();
-    (host, scan)
 }
 
 fn completed(host: HostId, scan: ScanId) -> ScanCompletedV1 {
@@ -86,7 +58,7 @@ fn completed(host: HostId, scan: ScanId) -> ScanCompletedV1 {
 async fn sigterm_while_a_result_is_being_recorded_lets_it_finish_then_exits_0() {
     let harness = ServiceHarness::new(BIN).await;
     let db = harness.database();
-    let (host, scan) = queued_scan(db).await;
+    let (host, scan) = db.insert_queued_scan().await;
     let mut running = harness.start_healthy().await;
 
     let mut lock =
