@@ -58,6 +58,7 @@ macro_rules! wire_enum {
         }
     };
 }
+pub(crate) use wire_enum;
 
 wire_enum!(
     /// How bad a failing rule is. Ordered from worst to mildest.

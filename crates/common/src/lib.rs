@@ -5,6 +5,7 @@
 //! infrastructure crates can agree on the same types without dragging each other in.
 //!
 //! # Layout
+//! * [`access`] — roles, permissions and the role → permission matrix.
 //! * [`backoff`] — the exponential backoff policy of every retry and reconnect loop.
 //! * [`ids`] — newtype identifiers (`HostId(Uuid)`, …) so ids of different things never mix.
 //! * [`domain`] — the domain enums: severity, finding status, scan status, monitoring and
@@ -13,6 +14,7 @@
 //! * [`messages`] — versioned message contracts (`messages::v1`) carried over RabbitMQ.
 //! * [`outbox`] — the contract between the outbox relay (in `db`) and a publisher (in `mq`).
 
+pub mod access;
 pub mod backoff;
 pub mod domain;
 pub mod ids;
