@@ -50,3 +50,8 @@ pub use diesel_async::{AsyncConnection, AsyncPgConnection};
 pub use error::DbError;
 pub use outbox_relay::{OutboxRelay, OutboxRelayConfig};
 pub use pool::{Pool, PoolConfig, PooledConnection, build_pool, ping};
+
+/// The error of a diesel query (callers convert it with `DbError::from`).
+pub use diesel::result::Error as QueryError;
+/// The error of taking a connection from the [`Pool`] (callers convert it with `DbError::from`).
+pub type PoolError = deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>;

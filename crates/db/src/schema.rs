@@ -30,6 +30,7 @@ diesel::table! {
         expires_at -> Nullable<Timestamptz>,
         last_used_at -> Nullable<Timestamptz>,
         revoked_at -> Nullable<Timestamptz>,
+        permissions -> Array<Nullable<Text>>,
     }
 }
 
@@ -115,6 +116,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    host_maintenance_windows (id) {
+        id -> Uuid,
+        host_id -> Uuid,
+        starts_at -> Timestamptz,
+        ends_at -> Timestamptz,
+        reason -> Nullable<Text>,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     host_rule_state (host_id, rule_id) {
         host_id -> Uuid,
         rule_id -> Text,
@@ -146,6 +159,16 @@ diesel::table! {
         maintenance_until -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    mfa_backup_codes (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        code_hash -> Bytea,
+        used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -286,6 +309,11 @@ diesel::table! {
         password_changed_at -> Timestamptz,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        mfa_enabled -> Bool,
+        totp_ciphertext -> Nullable<Bytea>,
+        totp_nonce -> Nullable<Bytea>,
+        totp_key_id -> Nullable<Text>,
+        totp_last_step -> Nullable<Int8>,
     }
 }
 
@@ -300,8 +328,11 @@ diesel::joinable!(drift_events -> scans (scan_id));
 diesel::joinable!(exceptions -> hosts (host_id));
 diesel::joinable!(host_group_members -> host_groups (group_id));
 diesel::joinable!(host_group_members -> hosts (host_id));
+diesel::joinable!(host_maintenance_windows -> hosts (host_id));
+diesel::joinable!(host_maintenance_windows -> users (created_by));
 diesel::joinable!(host_rule_state -> hosts (host_id));
 diesel::joinable!(host_rule_state -> scans (last_scan_id));
+diesel::joinable!(mfa_backup_codes -> users (user_id));
 diesel::joinable!(posture_snapshots -> hosts (host_id));
 diesel::joinable!(refresh_sessions -> users (user_id));
 diesel::joinable!(scan_findings -> hosts (host_id));
@@ -322,8 +353,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     exceptions,
     host_group_members,
     host_groups,
+    host_maintenance_windows,
     host_rule_state,
     hosts,
+    mfa_backup_codes,
     outbox,
     posture_snapshots,
     processed_messages,

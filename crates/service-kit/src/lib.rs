@@ -27,7 +27,7 @@ pub mod shutdown;
 
 pub use config::{ConfigError, HttpConfig, WorkerConfig};
 pub use health::{HealthCheck, HealthRegistry, HealthReport};
-pub use ops_server::{HttpMetrics, OpsServer, configure_ops};
-pub use runtime::{Resources, ServiceConfig, ServiceSpec, handler_error};
+pub use ops_server::{HttpMetrics, HttpMount, OpsServer, configure_ops};
+pub use runtime::{HttpApi, Resources, ServiceConfig, ServiceSpec, handler_error};
 pub use shutdown::shutdown_token;
 pub use tokio_util::sync::CancellationToken;

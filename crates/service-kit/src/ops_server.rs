@@ -69,6 +69,10 @@ fn render_metrics(prometheus: &PrometheusHandle) -> HttpResponse {
         .body(prometheus.render())
 }
 
+/// Extra routes a service mounts next to `/health` and `/metrics` (the api-gateway's
+/// `/api`). Called once per HTTP worker.
+pub type HttpMount = std::sync::Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
 /// A running ops server. Dropping it does not stop the server: cancel the shutdown token.
 #[derive(Debug)]
 pub struct OpsServer {
@@ -87,6 +91,18 @@ impl OpsServer {
         prometheus: PrometheusHandle,
         shutdown: CancellationToken,
     ) -> std::io::Result<Self> {
+        Self::start_with(addr, registry, prometheus, shutdown, None, 1)
+    }
+
+    /// [`OpsServer::start`] with extra routes (`mount`) served by `workers` HTTP workers.
+    pub fn start_with(
+        addr: SocketAddr,
+        registry: HealthRegistry,
+        prometheus: PrometheusHandle,
+        shutdown: CancellationToken,
+        mount: Option<HttpMount>,
+        workers: usize,
+    ) -> std::io::Result<Self> {
         let with_addr = |what: &str, err: std::io::Error| {
             std::io::Error::new(err.kind(), format!("{what} {addr}: {err}"))
         };
@@ -98,9 +114,15 @@ impl OpsServer {
         let server = HttpServer::new(move || {
             let registry = registry.clone();
             let prometheus = prometheus.clone();
-            App::new().wrap(HttpMetrics).configure(move |cfg| configure_ops(cfg, registry, prometheus))
+            let mount = mount.clone();
+            App::new().wrap(HttpMetrics).configure(move |cfg| {
+                configure_ops(cfg, registry, prometheus);
+                if let Some(mount) = mount {
+                    mount(cfg);
+                }
+            })
         })
-        .workers(1)
+        .workers(workers.max(1))
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         .listen(listener)

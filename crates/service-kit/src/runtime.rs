@@ -22,6 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::env_parse_from;
+use crate::ops_server::HttpMount;
 use crate::{HealthCheck, HealthRegistry, HttpConfig, OpsServer, WorkerConfig, shutdown_token};
 
 /// `OPENWATCH_REDIS_URL`: the Redis server of the services that use one.
@@ -138,6 +139,25 @@ pub async fn run(
     config: ServiceConfig,
     build_router: impl FnOnce(&Resources) -> Router,
 ) -> anyhow::Result<()> {
+    run_with_http(spec, config, build_router, |_| Ok(None)).await
+}
+
+/// Extra HTTP routes of a service and how many HTTP workers serve them.
+pub struct HttpApi {
+    /// Mounted next to `/health` and `/metrics`.
+    pub mount: HttpMount,
+    /// HTTP worker threads.
+    pub workers: usize,
+}
+
+/// [`run`] for a service that also serves its own HTTP routes (the api-gateway):
+/// `build_http` receives the connections and returns the routes to mount.
+pub async fn run_with_http(
+    spec: &ServiceSpec,
+    config: ServiceConfig,
+    build_router: impl FnOnce(&Resources) -> Router,
+    build_http: impl FnOnce(&Resources) -> anyhow::Result<Option<HttpApi>>,
+) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
     let prometheus = openwatch_telemetry::prometheus();
     let pool = openwatch_db::build_pool(&config.database).context("building the PostgreSQL pool")?;
@@ -164,7 +184,11 @@ pub async fn run(
         let name = if config.worker.is_some() { "rabbitmq_outbox" } else { "rabbitmq" };
         health = health.with_check(broker_check(name, publisher_health.clone()));
     }
-    let ops = OpsServer::start(config.http.addr, health, prometheus, shutdown.clone())
+    let (mount, workers) = match build_http(&resources)? {
+        Some(api) => (Some(api.mount), api.workers),
+        None => (None, 1),
+    };
+    let ops = OpsServer::start_with(config.http.addr, health, prometheus, shutdown.clone(), mount, workers)
         .with_context(|| format!("starting the HTTP server on {}", config.http.addr))?;
     tracing::info!(http.addr = %ops.local_addr(), "{} listening", spec.name);
 

@@ -127,3 +127,7 @@ mod tests {
         assert_eq!(sorted.len(), names.len(), "names are unique");
     }
 }
+/// Counter: API requests refused with 429, by `bucket` (`auth`, `principal`, `address`).
+pub const RATE_LIMITED_TOTAL: &str = "openwatch_api_rate_limited_total";
+/// Counter: login attempts, by `outcome` (`success`, `failure`, `locked`, `mfa_required`).
+pub const LOGINS_TOTAL: &str = "openwatch_api_logins_total";

@@ -1,14 +1,12 @@
-//! `api-gateway`: the only way users and tools reach OpenWatch (HTTP, behind nginx-lb).
-//!
-//! Today it serves `/health` (PostgreSQL, Redis, RabbitMQ) and `/metrics`, and relays the
-//! outbox — the rows that request handlers write in the same transaction as their change —
-//! to RabbitMQ. The resource API (auth, RBAC, hosts, scans, …) is built on this with its own
-//! issue. Configuration: `docs/CONFIGURATION.md`.
+//! `openwatch-api-gateway`: configuration → telemetry → pools → the API and the outbox relay.
+//! Configuration: `docs/CONFIGURATION.md`.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
+use anyhow::Context;
+use openwatch_api_gateway::{app, config::GatewayConfig};
 use openwatch_mq::Router;
-use openwatch_service_kit::{ServiceConfig, ServiceSpec, runtime};
+use openwatch_service_kit::{HttpApi, ServiceConfig, ServiceSpec, runtime};
 
 const SPEC: ServiceSpec = ServiceSpec {
     name: "api-gateway",
@@ -23,6 +21,18 @@ const SPEC: ServiceSpec = ServiceSpec {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = ServiceConfig::from_env(&SPEC)?;
+    let gateway = GatewayConfig::from_env()?;
     let _telemetry = openwatch_telemetry::init(SPEC.name)?;
-    runtime::run(&SPEC, config, |_resources| Router::new()).await
+    runtime::run_with_http(
+        &SPEC,
+        config,
+        |_| Router::new(),
+        |resources| {
+            let redis = resources.redis.clone().context("the gateway needs Redis")?;
+            let workers = gateway.http_workers;
+            let state = app::build_state(resources.pool.clone(), redis, gateway)?;
+            Ok(Some(HttpApi { mount: app::mount(state), workers }))
+        },
+    )
+    .await
 }
