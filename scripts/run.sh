@@ -23,11 +23,33 @@ set +a
 
 "$ROOT/scripts/stop.sh" --quiet
 
+# Keys: from the environment or .env when set; otherwise generated once into
+# .run/keys.env (mode 600, git-ignored) so restarts keep sessions and stored credentials.
+KEYS_FILE="$RUN_DIR/keys.env"
+if [ -z "${OPENWATCH_SECRET_KEY:-}" ] || [ -z "${OPENWATCH_MASTER_KEY:-}" ]; then
+  if [ ! -f "$KEYS_FILE" ]; then
+    log "generating OPENWATCH_SECRET_KEY and OPENWATCH_MASTER_KEY into $KEYS_FILE"
+    (umask 077
+     { echo "OPENWATCH_SECRET_KEY=$(head -c 48 /dev/urandom | base64 -w0)"
+       echo "OPENWATCH_MASTER_KEY=$(head -c 32 /dev/urandom | base64 -w0)"; } >"$KEYS_FILE")
+  fi
+  set -a
+  # shellcheck disable=SC1090
+  source "$KEYS_FILE"
+  set +a
+fi
+
 log "building (cargo build --profile $PROFILE)"
 cargo build --profile "$PROFILE" --bins
 
 log "migrating the database"
 "$BIN_DIR/openwatch-migrate" up
+
+# The first administrator: created once; the generated password is printed this one time.
+ADMIN_USER=${OPENWATCH_ADMIN_USERNAME:-admin}
+ADMIN_OUTPUT=$("$BIN_DIR/openwatch-admin" create-admin --username "$ADMIN_USER" --if-none-exists) \
+  || die "creating the first administrator failed"
+ADMIN_PASSWORD_LINE=$(grep '^Password' <<<"$ADMIN_OUTPUT" || true)
 
 declare -A ADDR=(
   [api-gateway]=$API_GATEWAY_HTTP_ADDR
@@ -71,6 +93,17 @@ echo
 echo "  PostgreSQL  127.0.0.1:5432 (database from OPENWATCH_DATABASE_URL)"
 echo "  Redis       127.0.0.1:6379"
 echo "  RabbitMQ    127.0.0.1:5672"
+echo
+if [ -n "$ADMIN_PASSWORD_LINE" ]; then
+  echo "First administrator created: user \`$ADMIN_USER\`"
+  echo "  ${ADMIN_PASSWORD_LINE}"
+  echo "  (shown once; later runs keep the account. Change it with POST /api/auth/password.)"
+else
+  echo "Administrator account exists already (created on the first run)."
+fi
+echo "Log in:  curl -s -X POST http://${ADDR[api-gateway]}/api/auth/login -H 'Content-Type: application/json' \\"
+echo "           -d '{\"username\":\"$ADMIN_USER\",\"password\":\"<password>\"}'"
+echo "API reference: http://${ADDR[api-gateway]}/api/openapi.json (docs/API.md)"
 echo
 echo "Check:  curl -s http://${ADDR[api-gateway]}/health"
 echo "Stop:   make stop"

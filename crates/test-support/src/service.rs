@@ -65,6 +65,11 @@ pub struct RunningService {
     pub proxy: Option<TcpProxy>,
 }
 
+/// JWT signing material given to services under test.
+pub const TEST_SECRET_KEY: &str = "service-test-secret-key-0123456789abcdef";
+/// Credential encryption key (base64 of 32 bytes) given to services under test.
+pub const TEST_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 impl ServiceHarness {
     /// Fresh database, broker prefix and Redis prefix for `bin`
     /// (`env!("CARGO_BIN_EXE_openwatch-…")`).
@@ -87,6 +92,11 @@ impl ServiceHarness {
     /// The service's database.
     pub fn database(&self) -> &TestDatabase {
         &self.db
+    }
+
+    /// The service's Redis namespace.
+    pub fn redis(&self) -> &TestRedis {
+        &self.redis
     }
 
     /// The service's broker prefix.
@@ -141,6 +151,10 @@ impl ServiceHarness {
             ("OPENWATCH_REDIS_URL", &redis_url),
             ("OPENWATCH_HTTP_ADDR", &addr_text),
             ("OPENWATCH_OUTBOX_POLL_MS", "50"),
+            // The api-gateway's keys (other services ignore them) and its Redis namespace.
+            ("OPENWATCH_SECRET_KEY", TEST_SECRET_KEY),
+            ("OPENWATCH_MASTER_KEY", TEST_MASTER_KEY),
+            ("OPENWATCH_REDIS_KEY_PREFIX", self.redis.prefix()),
             ("RUST_LOG", "info"),
             ("LOG_FORMAT", "json"),
         ];

@@ -41,3 +41,43 @@ impl Modify for BearerScheme {
         );
     }
 }
+
+/// Marks the start of the generated reference in `docs/API.md`.
+pub const REFERENCE_BEGIN: &str = "<!-- BEGIN GENERATED: access reference (tests/api/rbac.rs) -->\n";
+/// Marks its end.
+pub const REFERENCE_END: &str = "<!-- END GENERATED -->";
+
+/// The role × permission matrix and the route → permission list, as Markdown, for
+/// `docs/API.md` (a test keeps the file equal to this).
+pub fn access_reference_markdown(document: &serde_json::Value) -> anyhow::Result<String> {
+    use openwatch_common::access::{Permission, Role};
+
+    use crate::http::route_table::{Access, RouteTable};
+
+    let mut out = String::from("\n### Role × permission matrix\n\n| permission |");
+    for role in Role::ALL {
+        out.push_str(&format!(" {role} |"));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(Role::ALL.len()));
+    out.push('\n');
+    for permission in Permission::ALL {
+        out.push_str(&format!("| `{permission}` |"));
+        for role in Role::ALL {
+            out.push_str(if role.allows(*permission) { " ✔ |" } else { " |" });
+        }
+        out.push('\n');
+    }
+    out.push_str("\n### Routes\n\n| method | path | requires |\n|---|---|---|\n");
+    let mut routes = RouteTable::routes(document)?;
+    routes.sort_by(|a, b| (&a.path, a.method.as_str()).cmp(&(&b.path, b.method.as_str())));
+    for route in routes {
+        let requires = match route.access {
+            Access::Public => "public".to_owned(),
+            Access::Requires(p) => format!("`{p}`"),
+        };
+        out.push_str(&format!("| {} | `{}` | {requires} |\n", route.method, route.path));
+    }
+    out.push('\n');
+    Ok(out)
+}

@@ -8,7 +8,8 @@
 //! * Rate limits: login, refresh and MFA routes count per client address in the `auth`
 //!   bucket (strict); other requests count per principal, or per address when anonymous.
 //! * Permission: from the route table (the OpenAPI document). Unknown routes need an
-//!   authenticated principal (then 404), so the API's shape is not probed anonymously.
+//!   authenticated principal and then get 404 from the gate itself, so the API's shape is
+//!   not probed anonymously and no undocumented route can be reached.
 //!   Refusals are audited (`outcome = denied`).
 
 use std::net::IpAddr;
@@ -109,6 +110,9 @@ async fn admit(state: &ApiState, req: &ServiceRequest) -> Result<(), ApiError> {
     match (access, &principal) {
         (Some(Access::Public), _) => {}
         (_, None) => return Err(ApiError::unauthorized("unauthenticated", "authentication required")),
+        // Only documented routes are served: a route missing from the OpenAPI document
+        // (hence from the permission table) is unreachable.
+        (None, Some(_)) => return Err(ApiError::not_found("route_not_found", "no such route")),
         (Some(Access::Requires(permission)), Some(p)) if !p.allows(permission) => {
             deny(state, p, &client, req, permission.as_str()).await;
             return Err(ApiError::forbidden(

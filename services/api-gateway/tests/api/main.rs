@@ -2,6 +2,7 @@
 //! each test on its own database and Redis key prefix.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod admin_cli;
 mod auth;
 mod catalog;
 mod compliance;

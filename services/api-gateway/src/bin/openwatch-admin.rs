@@ -1,0 +1,130 @@
+//! `openwatch-admin`: administrative commands that must not be reachable over HTTP.
+//!
+//! `create-admin` creates a `super_admin` account — the only way the first account comes to
+//! exist (there is no default password and no self-registration). The password comes from
+//! `OPENWATCH_ADMIN_PASSWORD` (checked against the password policy) or is generated and
+//! printed once. Database: `OPENWATCH_DATABASE_URL`. Exit codes: 0 done, 1 refused (bad
+//! input, name taken), 2 failure (database unreachable).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use openwatch_common::access::Role;
+use openwatch_common::ids::UserId;
+use openwatch_db::queries::audit::{self, AuditOutcome, NewAuditEvent};
+use openwatch_db::queries::users::{self, NewUser};
+use openwatch_db::{AsyncConnection, DbError, PoolConfig};
+use openwatch_secrets::{PasswordPolicy, password, tokens};
+use secrecy::{ExposeSecret, SecretString};
+
+#[derive(Parser)]
+#[command(name = "openwatch-admin", about = "OpenWatch administration (run on a trusted host)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a super_admin account (password from OPENWATCH_ADMIN_PASSWORD, or generated and printed once).
+    CreateAdmin {
+        /// Username of the new account.
+        #[arg(long)]
+        username: String,
+        /// Email address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Do nothing (exit 0) when an active super_admin already exists.
+        #[arg(long)]
+        if_none_exists: bool,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("openwatch-admin: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn generated_password() -> anyhow::Result<SecretString> {
+    // Two backup-code style groups per word, four words: ~160 bits, easy to type.
+    let words = tokens::generate_backup_codes(4).context("generating a password")?;
+    Ok(SecretString::from(words.iter().map(|w| w.expose_secret().to_owned()).collect::<Vec<_>>().join("-")))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let Command::CreateAdmin { username, email, if_none_exists } = cli.command;
+    let username = username.trim().to_owned();
+    if username.is_empty()
+        || username.len() > 128
+        || !username.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
+    {
+        eprintln!("openwatch-admin: invalid username: use 1–128 of A-Z a-z 0-9 . _ @ -");
+        return Ok(ExitCode::from(1));
+    }
+    let pool = openwatch_db::build_pool(&PoolConfig::from_env().context("OPENWATCH_DATABASE_URL")?)?;
+    let mut conn = pool.get().await.context("connecting to PostgreSQL")?;
+    if if_none_exists && users::any_super_admin_exists(&mut conn).await? {
+        println!("An active super_admin already exists; nothing to do.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (password, generated) = match std::env::var("OPENWATCH_ADMIN_PASSWORD") {
+        Ok(given) if !given.is_empty() => (SecretString::from(given), false),
+        _ => (generated_password()?, true),
+    };
+    if let Err(violation) = PasswordPolicy::default().check(&password, &username) {
+        eprintln!("openwatch-admin: OPENWATCH_ADMIN_PASSWORD refused: {violation}");
+        return Ok(ExitCode::from(1));
+    }
+    let hash = password::hash_password(&password).context("hashing the password")?;
+    let id = UserId::new();
+    let new_user = NewUser {
+        id,
+        username: username.clone(),
+        email,
+        display_name: None,
+        password_hash: hash,
+        role: Role::SuperAdmin,
+    };
+    let created = conn
+        .transaction::<_, DbError, _>(async |conn| {
+            let user = users::insert_user(conn, new_user).await?;
+            audit::record(
+                conn,
+                &NewAuditEvent {
+                    actor_user_id: None,
+                    actor_name: "openwatch-admin".to_owned(),
+                    action: "user.create".to_owned(),
+                    resource_type: "user".to_owned(),
+                    resource_id: Some(user.id.0.to_string()),
+                    outcome: AuditOutcome::Success,
+                    ip: None,
+                    details: serde_json::json!({"username": user.username, "role": "super_admin", "via": "cli"}),
+                },
+            )
+            .await?;
+            Ok(user)
+        })
+        .await;
+    match created {
+        Ok(user) => {
+            println!("Created super_admin `{}` ({}).", user.username, user.id.0);
+            if generated {
+                println!("Password (shown once, store it now): {}", password.expose_secret());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(DbError::Conflict { .. }) => {
+            eprintln!("openwatch-admin: a user named `{username}` already exists");
+            Ok(ExitCode::from(1))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
