@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PROFILE ?= dev
 
-.PHONY: run stop test migrate infra build fmt lint compose-check help
+.PHONY: run stop test migrate infra build fmt lint compose-check fuzz-api help
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ fmt: ## format the code
 lint: ## clippy with warnings as errors, and the layering guard
 	cargo clippy --workspace --all-targets -- -D warnings
 	@scripts/layering-guard.sh
+
+fuzz-api: ## fuzz every API operation against the OpenAPI document (schemathesis; also part of `make test`)
+	@scripts/fuzz-api.sh
 
 compose-check: ## validate docker-compose files (no engine needed)
 	@scripts/validate-compose.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: every CI gate, in order of cost — format, lints, layering, schema drift,
-# compose validation, rule corpus lint, then the whole test suite against real PostgreSQL, Redis, RabbitMQ.
+# compose validation, rule corpus lint, the whole test suite against real PostgreSQL, Redis,
+# RabbitMQ and sshd, then schemathesis over the API's OpenAPI document.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 ensure_infra
@@ -19,3 +20,4 @@ log "openwatch rules lint (strict load + every fixture)"
 cargo run --quiet -p openwatch-cli -- rules lint --rules "$ROOT/rules"
 log "cargo nextest run --workspace"
 cargo nextest run --workspace --no-fail-fast
+"$ROOT/scripts/fuzz-api.sh"

@@ -58,7 +58,8 @@ pub fn build_state(
     let jwt = JwtKeys::derive(&config.secret_key, &config.previous_secret_keys, config.access_token_ttl)?;
     let cipher = Cipher::from_config(&config.master_key, &config.previous_master_keys)
         .map_err(|e| anyhow::anyhow!("OPENWATCH_MASTER_KEY: {e}"))?;
-    let document = serde_json::to_value(openapi())?;
+    let mut document = serde_json::to_value(openapi())?;
+    crate::openapi::add_standard_errors(&mut document);
     let routes = RouteTable::from_openapi(&document)?;
     let openapi_json = Arc::new(serde_json::to_string(&document)?);
     Ok(web::Data::new(ApiState { pool, redis, jwt, cipher, config, routes, openapi_json }))

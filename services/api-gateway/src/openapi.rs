@@ -81,3 +81,61 @@ pub fn access_reference_markdown(document: &serde_json::Value) -> anyhow::Result
     out.push('\n');
     Ok(out)
 }
+
+/// Adds the error responses every operation can give to each operation of the serialised
+/// document (unless the operation documents them itself): 401/403 on protected routes,
+/// 400/404 where the path or query has parameters, 400/413/415 where there is a body, and
+/// 429/500/503 everywhere — so clients (and the fuzzer) see every status the gate and the
+/// extractors can answer with.
+pub fn add_standard_errors(document: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+
+    let error = |description: &str| {
+        json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        })
+    };
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else { continue };
+        for (method, operation) in item.iter_mut() {
+            if !matches!(method.as_str(), "get" | "post" | "put" | "patch" | "delete") {
+                continue;
+            }
+            let public = operation
+                .get("security")
+                .and_then(Value::as_array)
+                .is_some_and(|s| s.iter().all(|r| r.as_object().is_some_and(|o| o.is_empty())));
+            let has_params = path.contains('{') || operation.get("parameters").is_some();
+            let has_body = operation.get("requestBody").is_some();
+            let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let mut add = |status: &str, description: &str| {
+                responses.entry(status.to_owned()).or_insert_with(|| error(description));
+            };
+            if !public {
+                add("401", "`unauthenticated`, `invalid_token`, `token_expired` or `token_revoked`");
+                add("403", "`permission_denied` (the message names the permission)");
+            }
+            if has_params || has_body {
+                add("400", "`invalid_path`, `invalid_query` or `invalid_body`");
+            }
+            if path.contains('{') {
+                add("404", "the resource does not exist");
+            }
+            if has_body {
+                add("413", "`payload_too_large`");
+                add("415", "`unsupported_media_type`");
+            }
+            add("500", "`internal_error` (the cause is logged, not returned)");
+            add("503", "`service_unavailable`: a dependency is unavailable");
+            responses.entry("429".to_owned()).or_insert_with(|| {
+                let mut response = error("`rate_limited`");
+                response["headers"] = json!({"Retry-After": {"description": "seconds until the window resets", "schema": {"type": "integer"}}});
+                response
+            });
+        }
+    }
+}
