@@ -66,3 +66,35 @@ async fn create_admin_refuses_weak_passwords_and_bad_usernames() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(!stdout.contains("a long enough passphrase"), "a given password is never echoed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_api_token_mints_a_working_scoped_expiring_token() {
+    let db = TestDatabase::new().await;
+    let (code, _, stderr) = create_admin(&db, &["--username", "ops"], Some("a long enough passphrase"));
+    assert_eq!(code, 0, "{stderr}");
+    let url = db.url();
+    let run = |args: &[&str]| {
+        let output = Command::new(BIN)
+            .arg("create-api-token")
+            .args(args)
+            .env("OPENWATCH_DATABASE_URL", &url)
+            .output()
+            .expect("run openwatch-admin");
+        (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    let (code, token) = run(&["--username", "ops", "--scopes", "profile:self"]);
+    assert_eq!(code, 0);
+    assert!(token.starts_with("owk_"), "{token}");
+    assert_eq!(run(&["--username", "nobody"]).0, 1);
+    assert_eq!(run(&["--username", "ops", "--scopes", "hosts:nuke"]).0, 1);
+    assert_eq!(run(&["--username", "ops", "--expires-in-minutes", "0"]).0, 1);
+
+    let app = TestApp::spawn_on(db, TestRedis::new(), |_| {}).await;
+    let me = app.get("/api/auth/me", &token).await;
+    assert_eq!(me.status, 200, "{:?}", me.json);
+    // Scoped: nothing beyond profile:self.
+    assert_eq!(app.get("/api/auth/tokens", &token).await.status, 200);
+    let (code, full) = run(&["--username", "ops"]);
+    assert_eq!(code, 0);
+    assert_eq!(app.get("/api/openapi.json", &full).await.status, 200);
+}
