@@ -107,3 +107,8 @@ echo "API reference: http://${ADDR[api-gateway]}/api/openapi.json (docs/API.md)"
 echo
 echo "Check:  curl -s http://${ADDR[api-gateway]}/health"
 echo "Stop:   make stop"
+
+if [ "${OPENWATCH_DEMO:-1}" != 0 ]; then
+  echo
+  BIN_DIR="$BIN_DIR" OPENWATCH_ADMIN_USERNAME="$ADMIN_USER" "$ROOT/scripts/demo.sh"
+fi
