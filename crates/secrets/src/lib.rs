@@ -15,6 +15,8 @@
 //! # Layout
 //! * [`cipher`] — AES-256-GCM envelope encryption of secrets at rest, with key
 //!   ids and rotation ([`Cipher`], [`MasterKey`], [`Sealed`], [`SealedRef`]).
+//! * [`credential`] — the plaintext of a stored SSH credential (password or private key),
+//!   sealed by the gateway and opened by the scan workers.
 //! * [`password`] — Argon2id password hashing and verification, the password
 //!   policy ([`PasswordPolicy`], [`PolicyViolation`]).
 //! * [`totp`] — RFC 6238 time-based one-time passwords with replay protection
@@ -24,11 +26,13 @@
 //! * [`CryptoError`] — the one error type of the crate.
 
 pub mod cipher;
+pub mod credential;
 pub mod password;
 pub mod tokens;
 pub mod totp;
 
 pub use cipher::{Cipher, MasterKey, Sealed, SealedRef};
+pub use credential::CredentialSecret;
 pub use password::{PasswordPolicy, PolicyViolation, hash_password, verify_dummy, verify_password};
 pub use totp::TotpSecret;
 

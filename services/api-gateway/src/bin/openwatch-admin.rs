@@ -9,6 +9,9 @@
 //! Exit codes: 0 done, 1 refused (bad input, name taken, unknown user), 2 failure
 //! (database unreachable).
 
+// A command-line tool: its output is the point.
+#![allow(clippy::print_stdout)]
+
 use std::process::ExitCode;
 
 use anyhow::Context;

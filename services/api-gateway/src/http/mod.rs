@@ -48,7 +48,8 @@ fn request_id_of(req: &ServiceRequest) -> String {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Middleware: request id on the request, the response and the tracing span.
+/// Middleware: request id on the request, the response and the tracing span, and one
+/// access-log line per request (method, path, status, duration — never headers or bodies).
 pub async fn request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -61,7 +62,15 @@ pub async fn request_id(
         http.method = %req.method(),
         http.path = %req.path(),
     );
-    let mut response = next.call(req).instrument(span).await?;
+    let started = std::time::Instant::now();
+    let mut response = next.call(req).instrument(span.clone()).await?;
+    span.in_scope(|| {
+        tracing::info!(
+            http.status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "request"
+        )
+    });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

@@ -102,7 +102,7 @@ impl RouteTable {
         let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
         self.entries
             .iter()
-            .filter(|e| &e.method == method && e.segments.len() == parts.len())
+            .filter(|e| e.method == *method && e.segments.len() == parts.len())
             .filter(|e| {
                 e.segments.iter().zip(&parts).all(|(seg, part)| match seg {
                     Some(literal) => literal == part,

@@ -69,8 +69,6 @@ impl TestApp {
         Self::spawn_on(db, redis, adjust).await
     }
 
-    /// A second instance sharing this one's database and Redis prefix (replicas).
-
     pub async fn spawn_on(
         db: TestDatabase,
         redis: TestRedis,
