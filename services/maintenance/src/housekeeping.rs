@@ -1,5 +1,6 @@
 //! Periodic housekeeping: at start and then every `OPENWATCH_HOUSEKEEPING_INTERVAL_SECS`
-//! (default 900), enqueue each maintenance job through the outbox, in one transaction.
+//! (default 900, see [`crate::config`]), enqueue each maintenance job through the outbox,
+//! in one transaction.
 //!
 //! The jobs run on whichever `maintenance` instance consumes them. With several instances,
 //! each enqueues its own round; the jobs are idempotent statements, so the only cost of
@@ -10,34 +11,22 @@ use std::time::Duration;
 use chrono::Utc;
 use openwatch_common::messages::v1::{MaintenanceJob, MaintenanceJobRequestedV1};
 use openwatch_db::{AsyncConnection, DbError, Pool, queries};
-use openwatch_service_kit::config::env_parse;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// `OPENWATCH_HOUSEKEEPING_INTERVAL_SECS`: seconds between housekeeping rounds (≥ 1).
-pub const INTERVAL_VAR: &str = "OPENWATCH_HOUSEKEEPING_INTERVAL_SECS";
+use crate::periodic;
 
 /// Every job, in the order they are enqueued.
 const JOBS: [MaintenanceJob; 2] = [MaintenanceJob::ExpireExceptions, MaintenanceJob::PurgeExpiredSessions];
 
-/// Reads the interval from the environment.
-pub fn interval_from_env() -> anyhow::Result<Duration> {
-    let seconds: u64 = env_parse(INTERVAL_VAR, 900)?;
-    anyhow::ensure!(seconds >= 1, "{INTERVAL_VAR}={seconds} is invalid: must be at least 1");
-    Ok(Duration::from_secs(seconds))
-}
-
 /// Starts the periodic enqueuing; the task ends when `shutdown` fires.
 pub fn spawn(pool: Pool, interval: Duration, shutdown: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
+    periodic::spawn(interval, shutdown, move || {
+        let pool = pool.clone();
+        async move {
             match enqueue_round(&pool).await {
                 Ok(()) => tracing::debug!("housekeeping jobs enqueued"),
                 Err(error) => tracing::warn!(%error, "could not enqueue housekeeping jobs; next round will"),
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
             }
         }
     })

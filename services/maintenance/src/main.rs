@@ -1,9 +1,16 @@
-//! `maintenance`: housekeeping. Enqueues its periodic jobs through the outbox, consumes
-//! `maintenance` and `default`, and relays the outbox. Every job is idempotent, so several
-//! instances may run. Configuration: `docs/CONFIGURATION.md`.
+//! `maintenance`: housekeeping, the scheduled-scan dispatcher and the stale-scan reaper.
+//! Enqueues its periodic jobs through the outbox, consumes `maintenance` and `default`,
+//! dispatches due hosts to `compliance_scanning`, re-enqueues or fails abandoned scans, and
+//! relays the outbox. Every instance runs all of it (no leader: work is claimed with
+//! `SKIP LOCKED`, jobs are idempotent). Configuration: `docs/CONFIGURATION.md`, [`config`].
 
+mod config;
 mod consumers;
+mod dispatcher;
 mod housekeeping;
+mod metric_names;
+mod periodic;
+mod stale_scans;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
@@ -25,11 +32,14 @@ const SPEC: ServiceSpec = ServiceSpec {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = ServiceConfig::from_env(&SPEC)?;
-    let interval = housekeeping::interval_from_env()?;
+    let own = config::MaintenanceConfig::from_env()?;
     let _telemetry = openwatch_telemetry::init(SPEC.name)?;
+    metric_names::describe();
     runtime::run(&SPEC, config, |resources| {
-        // Abandoning the ticker at shutdown is safe: each round is one transaction.
-        housekeeping::spawn(resources.pool.clone(), interval, resources.shutdown.clone());
+        let (pool, shutdown) = (&resources.pool, &resources.shutdown);
+        housekeeping::spawn(pool.clone(), own.housekeeping_interval, shutdown.clone());
+        dispatcher::spawn(pool.clone(), own.dispatch, shutdown.clone());
+        stale_scans::spawn(pool.clone(), own.stale_scans, shutdown.clone());
         Router::new().register(RunMaintenanceJob { pool: resources.pool.clone() })
     })
     .await

@@ -1,7 +1,12 @@
-//! `result-processor`: consumes `results` and records each finished scan — findings
-//! (bulk), status, score — idempotently by scan id. Configuration: `docs/CONFIGURATION.md`.
+//! `result-processor`: consumes `results` and folds each finished scan into findings,
+//! per-rule state, score, compliance state and next scan time, drift, alerts and the daily
+//! posture snapshot — one transaction per message, idempotent by scan id. Configuration:
+//! `docs/CONFIGURATION.md` and [`config`].
 
+mod config;
 mod consumers;
+mod metric_names;
+
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use consumers::scan_completed::RecordScanResult;
@@ -22,9 +27,11 @@ const SPEC: ServiceSpec = ServiceSpec {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = ServiceConfig::from_env(&SPEC)?;
+    let policy = config::policy_from_env()?;
     let _telemetry = openwatch_telemetry::init(SPEC.name)?;
+    metric_names::describe();
     runtime::run(&SPEC, config, |resources| {
-        Router::new().register(RecordScanResult { pool: resources.pool.clone() })
+        Router::new().register(RecordScanResult { pool: resources.pool.clone(), policy })
     })
     .await
 }

@@ -1,0 +1,3 @@
+//! One module per consumed message type.
+
+pub mod scan_requested;
