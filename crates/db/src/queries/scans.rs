@@ -18,7 +18,6 @@ use diesel::dsl::sql;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Timestamptz};
-use diesel::upsert::on_constraint;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use openwatch_common::domain::{
     ComplianceState, FindingStatus, ScanStatus, ScanTrigger, Severity, compliance_score,
@@ -32,10 +31,6 @@ use crate::DbError;
 use crate::queries::page::{Page, PageRequest, SortOrder};
 use crate::queries::scheduler;
 use crate::schema::{hosts, outbox, scan_findings, scans};
-
-/// Findings per INSERT statement: 9 bind parameters each stays far below PostgreSQL's
-/// 65,535 parameter limit while keeping round trips few.
-const FINDINGS_PER_STATEMENT: usize = 2_000;
 
 /// A scan to queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,20 +134,6 @@ pub async fn count_findings(conn: &mut AsyncPgConnection, id: ScanId) -> Result<
         .await?)
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = scan_findings)]
-struct NewFindingRow<'a> {
-    scan_id: Uuid,
-    rule_id: &'a str,
-    host_id: Uuid,
-    status: &'static str,
-    severity: &'static str,
-    reason: Option<&'a str>,
-    evidence: serde_json::Value,
-    frameworks: serde_json::Value,
-    duration_us: i64,
-}
-
 /// Records a finished scan: its findings (bulk, multi-row inserts), status, timings and
 /// score; on completion also the host's last score and detected platform. Run it in one
 /// transaction; it locks the scan row, so concurrent deliveries of the same message
@@ -178,32 +159,43 @@ pub async fn record_completed(
     }
 
     let host_id = message.host_id.into_uuid();
-    let rows = message
-        .results
+    // One statement for all findings: parallel arrays unnested server-side. Compared with
+    // multi-row VALUES this binds 7 parameters instead of 9 per row and lets PostgreSQL plan
+    // once (see docs/PERFORMANCE.md, result ingest).
+    let results = &message.results;
+    let rule_ids: Vec<&str> = results.iter().map(|r| r.rule_id.as_str()).collect();
+    let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
+    let severities: Vec<&str> = results.iter().map(|r| r.severity.as_str()).collect();
+    let reasons: Vec<Option<&str>> = results.iter().map(|r| r.reason.as_deref()).collect();
+    let evidence = results
         .iter()
-        .map(|result| {
-            Ok(NewFindingRow {
-                scan_id,
-                rule_id: &result.rule_id,
-                host_id,
-                status: result.status.as_str(),
-                severity: result.severity.as_str(),
-                reason: result.reason.as_deref(),
-                evidence: serde_json::to_value(&result.evidence).map_err(DbError::Encode)?,
-                frameworks: serde_json::to_value(&result.frameworks).map_err(DbError::Encode)?,
-                duration_us: i64::try_from(result.duration_us).unwrap_or(i64::MAX),
-            })
-        })
-        .collect::<Result<Vec<_>, DbError>>()?;
-    let mut written = 0;
-    for chunk in rows.chunks(FINDINGS_PER_STATEMENT) {
-        written += diesel::insert_into(scan_findings::table)
-            .values(chunk)
-            .on_conflict(on_constraint("scan_findings_pkey"))
-            .do_nothing()
-            .execute(conn)
-            .await?;
-    }
+        .map(|r| serde_json::to_value(&r.evidence).map_err(DbError::Encode))
+        .collect::<Result<Vec<_>, _>>()?;
+    let frameworks = results
+        .iter()
+        .map(|r| serde_json::to_value(&r.frameworks).map_err(DbError::Encode))
+        .collect::<Result<Vec<_>, _>>()?;
+    let durations: Vec<i64> =
+        results.iter().map(|r| i64::try_from(r.duration_us).unwrap_or(i64::MAX)).collect();
+    let written = diesel::sql_query(
+        "INSERT INTO scan_findings \
+           (scan_id, rule_id, host_id, status, severity, reason, evidence, frameworks, duration_us) \
+         SELECT $1, f.rule_id, $2, f.status, f.severity, f.reason, f.evidence, f.frameworks, f.duration_us \
+         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::jsonb[], $9::int8[]) \
+           AS f(rule_id, status, severity, reason, evidence, frameworks, duration_us) \
+         ON CONFLICT ON CONSTRAINT scan_findings_pkey DO NOTHING",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(scan_id)
+    .bind::<diesel::sql_types::Uuid, _>(host_id)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(rule_ids)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(statuses)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(severities)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Nullable<diesel::sql_types::Text>>, _>(reasons)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Jsonb>, _>(evidence)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Jsonb>, _>(frameworks)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(durations)
+    .execute(conn)
+    .await?;
 
     let count = |status| message.results.iter().filter(|r| r.status == status).count() as u64;
     let score = compliance_score(count(FindingStatus::Pass), count(FindingStatus::Fail));
@@ -222,17 +214,24 @@ pub async fn record_completed(
         .execute(conn)
         .await?;
 
-    if message.outcome == ScanStatus::Completed {
-        diesel::update(hosts::table.find(host_id))
-            .set((hosts::last_score.eq(score), hosts::updated_at.eq(diesel::dsl::now)))
-            .execute(conn)
-            .await?;
-    }
-    if let Some(platform) = &message.platform {
-        diesel::update(hosts::table.find(host_id))
-            .set((hosts::os_family.eq(&platform.family), hosts::os_version.eq(&platform.version)))
-            .execute(conn)
-            .await?;
+    // One UPDATE for the host: last score on completion, detected platform when known.
+    let completed = message.outcome == ScanStatus::Completed;
+    if completed || message.platform.is_some() {
+        let family = message.platform.as_ref().map(|p| p.family.as_str());
+        let version = message.platform.as_ref().map(|p| p.version.as_str());
+        diesel::sql_query(
+            "UPDATE hosts SET \
+               last_score = CASE WHEN $2 THEN $3 ELSE last_score END, \
+               os_family = coalesce($4, os_family), os_version = coalesce($5, os_version) \
+             WHERE id = $1",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(host_id)
+        .bind::<diesel::sql_types::Bool, _>(completed)
+        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Double>, _>(score)
+        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(family)
+        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(version)
+        .execute(conn)
+        .await?;
     }
     Ok(RecordOutcome::Recorded { findings: written, score })
 }
