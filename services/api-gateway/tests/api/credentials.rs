@@ -627,4 +627,3 @@ async fn known_host_keys_are_approved_and_revoked_along_the_allowed_transitions(
     assert_eq!(events.items[0].resource_id.as_deref(), Some(second.id.0.to_string().as_str()));
     assert_eq!(events.items[0].actor_user_id, Some(user.id));
 }
-
