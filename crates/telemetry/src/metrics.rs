@@ -54,6 +54,10 @@ pub const DEPENDENCY_UP: &str = "openwatch_dependency_up";
 pub const DEPENDENCY_CHECK_DURATION_SECONDS: &str = "openwatch_dependency_check_duration_seconds";
 /// Gauge, always 1, whose labels identify the running build. Labels: `service`, `version`.
 pub const BUILD_INFO: &str = "openwatch_build_info";
+/// Counter: API requests refused with 429, by `bucket` (`auth`, `principal`, `address`).
+pub const RATE_LIMITED_TOTAL: &str = "openwatch_api_rate_limited_total";
+/// Counter: login attempts, by `outcome` (`success`, `failure`, `locked`, `mfa_required`).
+pub const LOGINS_TOTAL: &str = "openwatch_api_logins_total";
 
 /// Bucket upper bounds (seconds) for request-sized latencies.
 pub(crate) const LATENCY_BUCKETS: &[f64] =
@@ -127,7 +131,3 @@ mod tests {
         assert_eq!(sorted.len(), names.len(), "names are unique");
     }
 }
-/// Counter: API requests refused with 429, by `bucket` (`auth`, `principal`, `address`).
-pub const RATE_LIMITED_TOTAL: &str = "openwatch_api_rate_limited_total";
-/// Counter: login attempts, by `outcome` (`success`, `failure`, `locked`, `mfa_required`).
-pub const LOGINS_TOTAL: &str = "openwatch_api_logins_total";
