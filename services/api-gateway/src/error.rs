@@ -131,6 +131,10 @@ impl From<DbError> for ApiError {
                 Self::unprocessable("constraint_violation", format!("the request violates `{constraint}`"))
             }
             e @ (DbError::Unavailable(_) | DbError::Retry(_)) => Self::unavailable(e),
+            // PostgreSQL text cannot hold NUL: input the client sent, not a server fault.
+            DbError::Query(source) if source.to_string().contains("0x00") => {
+                Self::bad_request("invalid_body", "NUL characters are not allowed in text")
+            }
             other => Self::internal(other),
         }
     }

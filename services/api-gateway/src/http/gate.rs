@@ -65,7 +65,18 @@ fn bearer(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// NUL cannot be stored in PostgreSQL text, so a NUL in the path or query string could only
+/// fail later as a server error: refuse it up front.
+fn reject_nul(req: &ServiceRequest) -> Result<(), ApiError> {
+    let has_nul = |s: &str| s.contains('\0') || s.to_ascii_lowercase().contains("%00");
+    if has_nul(req.path()) || has_nul(req.query_string()) {
+        return Err(ApiError::bad_request("invalid_query", "NUL characters are not allowed in the URL"));
+    }
+    Ok(())
+}
+
 async fn admit(state: &ApiState, req: &ServiceRequest) -> Result<(), ApiError> {
+    reject_nul(req)?;
     let peer = req.peer_addr().map(|a| a.ip());
     let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
     let ip = client_ip(peer, forwarded, &state.config.trusted_proxies);

@@ -109,3 +109,23 @@ async fn the_rate_limit_is_shared_by_two_gateway_instances() {
     // Four attempts pass (401: bad credentials), the fifth and sixth — on either instance — are refused.
     assert_eq!(statuses, vec![401, 401, 401, 401, 429, 429], "{statuses:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nul_bytes_in_the_url_are_a_400_not_a_server_error() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user_with_token(Role::SuperAdmin).await;
+    for path in ["/api/audit-events?actor=%00", "/api/audit-events/export?actor=a%00b", "/api/hosts?q=%00"] {
+        let resp = app.get(path, &token).await;
+        assert_eq!((resp.status, resp.code()), (400, "invalid_query"), "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nul_bytes_in_json_text_are_a_400_not_a_server_error() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.user_with_token(Role::SuperAdmin).await;
+    let host = app.post("/api/hosts", &token, &json!({"name": "nul-host", "address": "10.9.0.1"})).await;
+    let body = json!({"host_id": host.json["id"], "rule_id": "sshd_x", "reason": "a\u{0}b", "expires_at": chrono::Utc::now() + chrono::TimeDelta::days(3)});
+    let resp = app.post("/api/exceptions", &token, &body).await;
+    assert!((400..500).contains(&resp.status), "{} {:?}", resp.status, resp.json);
+}

@@ -199,15 +199,18 @@ pub async fn export_audit_events(
 ) -> Result<HttpResponse, ApiError> {
     let filter = query.into_inner().filter()?;
     let format = export.format.unwrap_or(ExportFormat::Csv);
-    // Fail before the 200 is sent when the database is unreachable.
-    let conn = state.pool.get().await?;
+    // Fail before the 200 is sent when the database is unreachable or the filter unusable:
+    // the first batch is read here, the rest while streaming.
+    let mut conn = state.pool.get().await?;
+    let first_batch = audit::stream_after(&mut conn, &filter, 0, EXPORT_BATCH).await?;
     struct Cursor {
         conn: openwatch_db::PooledConnection,
         after: i64,
         first: bool,
         done: bool,
+        pending: Option<Vec<AuditEvent>>,
     }
-    let cursor = Cursor { conn, after: 0, first: true, done: false };
+    let cursor = Cursor { conn, after: 0, first: true, done: false, pending: Some(first_batch) };
     let stream = futures_util::stream::unfold(cursor, move |mut cursor| {
         let filter = filter.clone();
         async move {
@@ -218,7 +221,11 @@ pub async fn export_audit_events(
             if cursor.first {
                 chunk.push_str(if format == ExportFormat::Csv { CSV_HEADER } else { "[" });
             }
-            match audit::stream_after(&mut cursor.conn, &filter, cursor.after, EXPORT_BATCH).await {
+            let batch = match cursor.pending.take() {
+                Some(events) => Ok(events),
+                None => audit::stream_after(&mut cursor.conn, &filter, cursor.after, EXPORT_BATCH).await,
+            };
+            match batch {
                 Ok(events) => {
                     for event in &events {
                         match format {
