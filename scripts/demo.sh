@@ -104,10 +104,12 @@ order = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 items = sorted(json.load(sys.stdin)["items"], key=lambda f: (order.get(f["severity"], 9), f["rule_id"]))
 for f in items[:10]:
     e = f.get("evidence") or {}
-    print(f"  [{f[\"severity\"]:>8}] {f[\"rule_id\"]}")
-    print(f"             examined: {e.get(\"source\", \"?\")}")
-    if e.get("expected") or e.get("actual"):
-        print(f"             expected: {e.get(\"expected\", \"\")!s:.90}  found: {e.get(\"actual\", \"\")!s:.90}")
+    severity, rule = f["severity"], f["rule_id"]
+    source, expected, actual = e.get("source", "?"), e.get("expected") or "", e.get("actual") or ""
+    print(f"  [{severity:>8}] {rule}")
+    print(f"             examined: {source}")
+    if expected or actual:
+        print(f"             expected: {expected[:90]}  found: {actual[:90]}")
 print(f"  ({len(items)} failing in all)")
 '
 echo

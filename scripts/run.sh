@@ -71,7 +71,7 @@ for service in "${SERVICES[@]}"; do
   url="http://${ADDR[$service]}/health"
   healthy=0
   for _ in $(seq 60); do
-    if curl -fsS -o /dev/null "$url"; then healthy=1; break; fi
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then healthy=1; break; fi
     kill -0 "$(cat "$RUN_DIR/$service.pid")" 2>/dev/null || break
     sleep 0.5
   done

@@ -19,4 +19,10 @@ for pidfile in "$RUN_DIR"/*.pid; do
   fi
   rm -f "$pidfile"
 done
+# The demo's private sshd (scripts/demo.sh), when it runs.
+demo_pid="$RUN_DIR/demo-sshd/sshd.pid"
+if [ -f "$demo_pid" ] && kill -0 "$(cat "$demo_pid")" 2>/dev/null; then
+  kill -TERM "$(cat "$demo_pid")" || true
+  rm -f "$demo_pid"
+fi
 [ "$quiet" = --quiet ] || log "stopped"
