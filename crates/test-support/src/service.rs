@@ -6,7 +6,7 @@
 //! refuses or swallows connections) on a free loopback port.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -123,7 +123,21 @@ impl ServiceHarness {
         service
     }
 
+    /// Starts another service binary over the same database, broker prefix, Redis prefix
+    /// and extra environment (a whole stack in one test), and waits until it is healthy.
+    pub async fn start_other_healthy(&self, bin: &Path) -> RunningService {
+        let mut service = self.spawn_bin(bin, None).await;
+        if let Err(error) = service.process.wait_healthy(service.addr, START_TIMEOUT).await {
+            panic!("{} did not become healthy: {error}\n{}", bin.display(), service.process.output());
+        }
+        service
+    }
+
     async fn spawn(&self, broken: Option<(Dependency, ProxyMode)>) -> RunningService {
+        self.spawn_bin(&self.bin, broken).await
+    }
+
+    async fn spawn_bin(&self, bin: &Path, broken: Option<(Dependency, ProxyMode)>) -> RunningService {
         let mut database_url = self.db.url();
         let mut broker_url = self.broker.config().url;
         let mut redis_url = self.redis.url().to_owned();
@@ -159,7 +173,7 @@ impl ServiceHarness {
             ("LOG_FORMAT", "json"),
         ];
         env.extend(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        RunningService { process: ServiceProcess::spawn(&self.bin, &env), addr, proxy }
+        RunningService { process: ServiceProcess::spawn(bin, &env), addr, proxy }
     }
 }
 

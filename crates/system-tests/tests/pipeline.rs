@@ -1,0 +1,266 @@
+//! HTTP to findings through the queues: api-gateway (with its outbox relay), scan-worker and
+//! result-processor as processes; a real sshd target on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use openwatch_common::access::Role;
+use openwatch_common::ids::UserId;
+use openwatch_db::queries::users::{self, NewUser};
+use openwatch_test_support::http;
+use openwatch_test_support::service::{RunningService, ServiceHarness};
+use openwatch_test_support::ssh::TestSshd;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+const RULES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../rules");
+const ADMIN_PASSWORD: &str = "system test passphrase";
+
+/// A workspace binary, next to this test executable (`target/<profile>/deps/..`).
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --bins` first", path.display());
+    path
+}
+
+struct Stack {
+    _harness: ServiceHarness,
+    gateway: RunningService,
+    _worker: RunningService,
+    _processor: RunningService,
+    token: String,
+}
+
+impl Stack {
+    async fn start() -> Stack {
+        let harness = ServiceHarness::new(binary("openwatch-api-gateway").to_str().unwrap())
+            .await
+            .env("OPENWATCH_RULES_DIR", RULES_DIR)
+            .env("OPENWATCH_SCAN_WALK", "false")
+            .env("OPENWATCH_CONCURRENCY", "2");
+        let gateway = harness.start_healthy().await;
+        let worker = harness.start_other_healthy(&binary("openwatch-scan-worker")).await;
+        let processor = harness.start_other_healthy(&binary("openwatch-result-processor")).await;
+        let hash = openwatch_secrets::password::hash_password(&SecretString::from(ADMIN_PASSWORD)).unwrap();
+        let mut conn = harness.database().pool().get().await.unwrap();
+        users::insert_user(
+            &mut conn,
+            NewUser {
+                id: UserId::new(),
+                username: "root-admin".into(),
+                email: None,
+                display_name: None,
+                password_hash: hash,
+                role: Role::SuperAdmin,
+            },
+        )
+        .await
+        .unwrap();
+        let mut stack = Stack {
+            _harness: harness,
+            gateway,
+            _worker: worker,
+            _processor: processor,
+            token: String::new(),
+        };
+        let login = stack
+            .call(
+                "POST",
+                "/api/auth/login",
+                Some(json!({"username": "root-admin", "password": ADMIN_PASSWORD})),
+            )
+            .await;
+        stack.token = login.1["access_token"].as_str().expect("login").to_owned();
+        stack
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.gateway.addr
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let auth = format!("Bearer {}", self.token);
+        let mut headers = vec![("Content-Type", "application/json")];
+        if !self.token.is_empty() {
+            headers.push(("Authorization", auth.as_str()));
+        }
+        let payload = body.map(|b| serde_json::to_vec(&b).unwrap());
+        let resp =
+            http::request(self.addr(), method, path, &headers, payload.as_deref(), Duration::from_secs(30))
+                .await
+                .unwrap();
+        (resp.status, serde_json::from_str(&resp.body).unwrap_or(Value::Null))
+    }
+
+    /// Registers `sshd` as a host with a host-scoped key credential; returns the host id.
+    async fn register(&self, name: &str, sshd: &TestSshd) -> String {
+        let addr = sshd.addr();
+        let (status, host) = self
+            .call(
+                "POST",
+                "/api/hosts",
+                Some(json!({"name": name, "address": addr.ip().to_string(), "port": addr.port()})),
+            )
+            .await;
+        assert_eq!(status, 201, "{host}");
+        let id = host["id"].as_str().unwrap().to_owned();
+        let (status, credential) = self
+            .call(
+                "POST",
+                "/api/credentials",
+                Some(json!({"name": format!("{name} key"), "scope": "host", "host_id": id, "username": sshd.username(),
+                            "auth_method": "private_key", "private_key": sshd.client_private_key_pem()})),
+            )
+            .await;
+        assert_eq!(status, 201, "{credential}");
+        id
+    }
+
+    async fn wait_finished(&self, scan_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, scan) = self.call("GET", &format!("/api/scans/{scan_id}"), None).await;
+            if matches!(scan["status"].as_str(), Some("completed" | "failed" | "cancelled")) {
+                return scan;
+            }
+            assert!(Instant::now() < deadline, "scan {scan_id} did not finish: {scan}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_to_findings_for_one_host_and_a_group_of_three() {
+    let stack = Stack::start().await;
+    let sshd = TestSshd::start(Ipv4Addr::new(127, 0, 0, 61)).await;
+    let host = stack.register("target-one", &sshd).await;
+
+    let (status, requested) = stack.call("POST", "/api/scans", Some(json!({"host_ids": [host]}))).await;
+    assert_eq!(status, 202, "{requested}");
+    let scan_id = requested["scan_ids"][0].as_str().unwrap().to_owned();
+    let scan = stack.wait_finished(&scan_id).await;
+    assert_eq!(scan["status"], "completed", "{scan}");
+    assert!(scan["score"].as_f64().is_some(), "{scan}");
+
+    let (_, findings) = stack.call("GET", &format!("/api/scans/{scan_id}/findings?limit=500"), None).await;
+    let items = findings["items"].as_array().unwrap();
+    assert!(items.len() > 100, "{} findings", items.len());
+    assert!(items.iter().all(|f| f["evidence"]["source"].as_str().is_some_and(|s| !s.is_empty())));
+    assert!(items.iter().any(|f| f["status"] == "pass") && items.iter().any(|f| f["status"] == "fail"));
+    let (_, now_view) = stack.call("GET", &format!("/api/hosts/{host}/rules?limit=1"), None).await;
+    assert_eq!(now_view["total"].as_u64(), Some(items.len() as u64));
+    let (_, keys) = stack.call("GET", &format!("/api/known-hosts?host_id={host}"), None).await;
+    assert_eq!(keys["items"][0]["status"], "trusted", "TOFU recorded the host key: {keys}");
+    assert_eq!(keys["items"][0]["fingerprint_sha256"], sshd.host_key_fingerprint().as_str());
+    let (_, host_now) = stack.call("GET", &format!("/api/hosts/{host}"), None).await;
+    assert_ne!(host_now["compliance_state"], "unknown", "{host_now}");
+
+    // A group of three hosts: one scan each.
+    let targets = [
+        TestSshd::start(Ipv4Addr::new(127, 0, 0, 62)).await,
+        TestSshd::start(Ipv4Addr::new(127, 0, 0, 63)).await,
+        TestSshd::start(Ipv4Addr::new(127, 0, 0, 64)).await,
+    ];
+    let mut members = Vec::new();
+    for (i, target) in targets.iter().enumerate() {
+        members.push(stack.register(&format!("group-member-{i}"), target).await);
+    }
+    let (_, group) = stack.call("POST", "/api/host-groups", Some(json!({"name": "three"}))).await;
+    let group_id = group["id"].as_str().unwrap();
+    let (status, _) = stack
+        .call("POST", &format!("/api/host-groups/{group_id}/members"), Some(json!({"host_ids": members})))
+        .await;
+    assert_eq!(status, 200);
+    let (status, requested) = stack.call("POST", "/api/scans", Some(json!({"group_id": group_id}))).await;
+    assert_eq!(status, 202, "{requested}");
+    let ids = requested["scan_ids"].as_array().unwrap().clone();
+    assert_eq!(ids.len(), 3);
+    for id in ids {
+        let scan = stack.wait_finished(id.as_str().unwrap()).await;
+        assert_eq!(scan["status"], "completed", "{scan}");
+    }
+    let (_, posture) = stack.call("GET", "/api/compliance/posture", None).await;
+    assert!(posture["score"].as_f64().is_some(), "{posture}");
+}
+
+/// Puts a file's mode back when the test ends, pass or fail.
+struct RestoreMode {
+    path: &'static str,
+    mode: u32,
+}
+
+impl Drop for RestoreMode {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = std::fs::set_permissions(self.path, std::fs::Permissions::from_mode(self.mode));
+    }
+}
+
+async fn scan_and_wait(stack: &Stack, host: &str) -> String {
+    let (status, requested) = stack.call("POST", "/api/scans", Some(json!({"host_ids": [host]}))).await;
+    assert_eq!(status, 202, "{requested}");
+    let id = requested["scan_ids"][0].as_str().unwrap().to_owned();
+    let scan = stack.wait_finished(&id).await;
+    assert_eq!(scan["status"], "completed", "{scan}");
+    id
+}
+
+async fn rule_status(stack: &Stack, scan: &str, rule: &str) -> String {
+    let (_, findings) = stack.call("GET", &format!("/api/scans/{scan}/findings?rule_id={rule}"), None).await;
+    findings["items"][0]["status"].as_str().unwrap_or("missing").to_owned()
+}
+
+/// A setting changed on the target between two scans gives a drift event and an alert;
+/// fixing it gives the drift back and resolves the alert. The setting: group write on
+/// `/etc/shadow-` (mode 0660, never world-readable), which the high-severity rule
+/// `file_permissions_backup_etc_shadow` refuses; the mode is restored on drop.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_setting_drifts_and_alerts_then_drifts_back_and_resolves() {
+    use std::os::unix::fs::PermissionsExt as _;
+    const FILE: &str = "/etc/shadow-";
+    const RULE: &str = "file_permissions_backup_etc_shadow";
+    let Ok(meta) = std::fs::metadata(FILE) else {
+        panic!("{FILE} is expected on a Debian test machine");
+    };
+    let original = meta.permissions().mode() & 0o7777;
+    assert_eq!(original & 0o137, 0, "{FILE} must start compliant (mode {original:o})");
+    let stack = Stack::start().await;
+    let sshd = TestSshd::start(Ipv4Addr::new(127, 0, 0, 65)).await;
+    let host = stack.register("drifting", &sshd).await;
+
+    let first = scan_and_wait(&stack, &host).await;
+    assert_eq!(rule_status(&stack, &first, RULE).await, "pass");
+
+    let guard = RestoreMode { path: FILE, mode: original };
+    std::fs::set_permissions(FILE, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let second = scan_and_wait(&stack, &host).await;
+    assert_eq!(rule_status(&stack, &second, RULE).await, "fail");
+    let (_, drift) =
+        stack.call("GET", &format!("/api/compliance/drift?host_id={host}&rule_id={RULE}"), None).await;
+    assert_eq!(drift["items"][0]["previous_status"], "pass", "{drift}");
+    assert_eq!(drift["items"][0]["current_status"], "fail", "{drift}");
+    let alerts_path = format!("/api/alerts?host_id={host}&alert_type=rule_failed");
+    let (_, alerts) = stack.call("GET", &alerts_path, None).await;
+    let alert = alerts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule_id"] == RULE)
+        .cloned()
+        .expect("rule_failed alert");
+    assert_eq!(alert["status"], "open");
+
+    drop(guard);
+    let third = scan_and_wait(&stack, &host).await;
+    assert_eq!(rule_status(&stack, &third, RULE).await, "pass");
+    let (_, drift) = stack
+        .call("GET", &format!("/api/compliance/drift?host_id={host}&rule_id={RULE}&direction=improved"), None)
+        .await;
+    assert_eq!(drift["items"][0]["current_status"], "pass", "{drift}");
+    let (_, after) = stack.call("GET", &format!("/api/alerts/{}", alert["id"].as_str().unwrap()), None).await;
+    assert_eq!(after["status"], "resolved", "{after}");
+}
