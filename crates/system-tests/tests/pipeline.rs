@@ -10,7 +10,8 @@ use openwatch_common::access::Role;
 use openwatch_common::ids::UserId;
 use openwatch_db::queries::users::{self, NewUser};
 use openwatch_test_support::http;
-use openwatch_test_support::service::{RunningService, ServiceHarness};
+use openwatch_test_support::proxy::ProxyMode;
+use openwatch_test_support::service::{Dependency, HeldLock, RunningService, ServiceHarness};
 use openwatch_test_support::ssh::TestSshd;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -28,23 +29,39 @@ fn binary(name: &str) -> PathBuf {
 }
 
 struct Stack {
-    _harness: ServiceHarness,
+    harness: ServiceHarness,
     gateway: RunningService,
-    _worker: RunningService,
-    _processor: RunningService,
+    _worker: Option<RunningService>,
+    _processor: Option<RunningService>,
     token: String,
 }
 
 impl Stack {
+    /// Gateway, scan-worker and result-processor, all direct.
     async fn start() -> Stack {
-        let harness = ServiceHarness::new(binary("openwatch-api-gateway").to_str().unwrap())
-            .await
+        let mut stack = Stack::gateway_only().await;
+        stack._worker = Some(stack.harness.start_other_healthy(&binary("openwatch-scan-worker")).await);
+        stack._processor =
+            Some(stack.harness.start_other_healthy(&binary("openwatch-result-processor")).await);
+        stack
+    }
+
+    /// Only the gateway (and its outbox relay), with a signed-in administrator.
+    async fn gateway_only() -> Stack {
+        Stack::gateway_only_with(&[]).await
+    }
+
+    /// [`Stack::gateway_only`] with extra environment for every process of the stack.
+    async fn gateway_only_with(env: &[(&str, &str)]) -> Stack {
+        let mut harness = ServiceHarness::new(binary("openwatch-api-gateway").to_str().unwrap()).await;
+        for (name, value) in env {
+            harness = harness.env(name, value);
+        }
+        let harness = harness
             .env("OPENWATCH_RULES_DIR", RULES_DIR)
             .env("OPENWATCH_SCAN_WALK", "false")
             .env("OPENWATCH_CONCURRENCY", "2");
         let gateway = harness.start_healthy().await;
-        let worker = harness.start_other_healthy(&binary("openwatch-scan-worker")).await;
-        let processor = harness.start_other_healthy(&binary("openwatch-result-processor")).await;
         let hash = openwatch_secrets::password::hash_password(&SecretString::from(ADMIN_PASSWORD)).unwrap();
         let mut conn = harness.database().pool().get().await.unwrap();
         users::insert_user(
@@ -60,13 +77,7 @@ impl Stack {
         )
         .await
         .unwrap();
-        let mut stack = Stack {
-            _harness: harness,
-            gateway,
-            _worker: worker,
-            _processor: processor,
-            token: String::new(),
-        };
+        let mut stack = Stack { harness, gateway, _worker: None, _processor: None, token: String::new() };
         let login = stack
             .call(
                 "POST",
@@ -118,6 +129,22 @@ impl Stack {
             .await;
         assert_eq!(status, 201, "{credential}");
         id
+    }
+
+    /// [`Stack::wait_finished`], printing the services' output when it times out.
+    async fn wait_finished_or(&self, scan_id: &str, services: &[&RunningService]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, scan) = self.call("GET", &format!("/api/scans/{scan_id}"), None).await;
+            if matches!(scan["status"].as_str(), Some("completed" | "failed" | "cancelled")) {
+                return scan;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = services.iter().map(|s| s.process.output()).collect();
+                panic!("scan {scan_id} did not finish: {scan}\n{}", logs.join("\n-----\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     async fn wait_finished(&self, scan_id: &str) -> Value {
@@ -263,4 +290,97 @@ async fn a_changed_setting_drifts_and_alerts_then_drifts_back_and_resolves() {
     assert_eq!(drift["items"][0]["current_status"], "pass", "{drift}");
     let (_, after) = stack.call("GET", &format!("/api/alerts/{}", alert["id"].as_str().unwrap()), None).await;
     assert_eq!(after["status"], "resolved", "{after}");
+}
+
+async fn findings_count(stack: &Stack, scan: &str) -> (u64, u64) {
+    let (_, found) = stack.call("GET", &format!("/api/scans/{scan}/findings?limit=1"), None).await;
+    let (_, detail) = stack.call("GET", &format!("/api/scans/{scan}"), None).await;
+    (found["total"].as_u64().unwrap_or(0), detail["progress"]["rules_total"].as_u64().unwrap_or(u64::MAX))
+}
+
+/// The worker dies (SIGKILL) while a scan is in flight — held behind a lock on
+/// `ssh_known_hosts`, where the worker records the host key on first contact. RabbitMQ
+/// redelivers the unacknowledged message to a new worker: the scan completes exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_scan_is_replaced_and_the_scan_completes_once() {
+    let mut stack = Stack::gateway_only().await;
+    stack._processor = Some(stack.harness.start_other_healthy(&binary("openwatch-result-processor")).await);
+    let mut first_worker = stack.harness.start_other_healthy(&binary("openwatch-scan-worker")).await;
+    let sshd = TestSshd::start(Ipv4Addr::new(127, 0, 0, 66)).await;
+    let host = stack.register("crash-target", &sshd).await;
+
+    let mut lock =
+        HeldLock::acquire(stack.harness.database(), "LOCK TABLE ssh_known_hosts IN EXCLUSIVE MODE").await;
+    let (status, requested) = stack.call("POST", "/api/scans", Some(json!({"host_ids": [host]}))).await;
+    assert_eq!(status, 202);
+    let scan = requested["scan_ids"][0].as_str().unwrap().to_owned();
+    lock.wait_for_waiter(stack.harness.database()).await;
+    let (_, running) = stack.call("GET", &format!("/api/scans/{scan}"), None).await;
+    assert_eq!(running["status"], "running", "{running}");
+    first_worker.process.kill().await;
+
+    stack._worker = Some(stack.harness.start_other_healthy(&binary("openwatch-scan-worker")).await);
+    lock.release().await;
+    let done = stack.wait_finished(&scan).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 2, "{done}");
+    let (findings, rules) = findings_count(&stack, &scan).await;
+    assert_eq!(findings, rules, "one finding per rule, no duplicates");
+}
+
+/// RabbitMQ becomes unreachable for the worker (a proxy stands in for a broker restart,
+/// so the shared broker of the other tests is left alone) while scans are queued: the worker
+/// reconnects and every scan finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn scans_finish_after_a_broker_outage() {
+    let mut stack = Stack::gateway_only().await;
+    stack._processor = Some(stack.harness.start_other_healthy(&binary("openwatch-result-processor")).await);
+    let worker =
+        stack.harness.start_other_proxied(&binary("openwatch-scan-worker"), Dependency::RabbitMq).await;
+    let sshd = TestSshd::start(Ipv4Addr::new(127, 0, 0, 67)).await;
+    let mut hosts = Vec::new();
+    for i in 0..5 {
+        hosts.push(stack.register(&format!("broker-outage-{i}"), &sshd).await);
+    }
+    let proxy = worker.proxy.as_ref().unwrap();
+    proxy.set_mode(ProxyMode::Refuse);
+    let (status, requested) = stack.call("POST", "/api/scans", Some(json!({"host_ids": hosts}))).await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.set_mode(ProxyMode::Forward);
+    for id in requested["scan_ids"].as_array().unwrap() {
+        let done = stack.wait_finished(id.as_str().unwrap()).await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    stack._worker = Some(worker);
+}
+
+/// PostgreSQL is unreachable for the result-processor for 10 s while a result arrives: the
+/// message is retried, and once the database is back the result is stored, nothing lost.
+/// Retries are bounded (`OPENWATCH_MQ_MAX_ATTEMPTS` × `OPENWATCH_MQ_RETRY_DELAY_MS`, 5 × 5 s
+/// by default); the test stack retries every 200 ms, so it allows 100 attempts here for the
+/// outage to fit in the retry budget, as the defaults do. A longer
+/// outage dead-letters the result into `openwatch.results.dead`, kept for re-drive.
+#[tokio::test(flavor = "multi_thread")]
+async fn results_survive_a_ten_second_database_outage() {
+    let mut stack = Stack::gateway_only_with(&[("OPENWATCH_MQ_MAX_ATTEMPTS", "100")]).await;
+    let processor =
+        stack.harness.start_other_proxied(&binary("openwatch-result-processor"), Dependency::Postgres).await;
+    let worker = stack.harness.start_other_healthy(&binary("openwatch-scan-worker")).await;
+    let sshd = TestSshd::start(Ipv4Addr::new(127, 0, 0, 68)).await;
+    let host = stack.register("db-outage", &sshd).await;
+    let proxy = processor.proxy.as_ref().unwrap();
+    proxy.set_mode(ProxyMode::Refuse);
+    let (_, requested) = stack.call("POST", "/api/scans", Some(json!({"host_ids": [host]}))).await;
+    let scan = requested["scan_ids"][0].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (_, during) = stack.call("GET", &format!("/api/scans/{scan}"), None).await;
+    assert_ne!(during["status"], "completed", "nothing can be stored while the database is away");
+    proxy.set_mode(ProxyMode::Forward);
+    let done = stack.wait_finished_or(&scan, &[&worker, &processor]).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (findings, rules) = findings_count(&stack, &scan).await;
+    assert_eq!(findings, rules);
+    stack._processor = Some(processor);
+    stack._worker = Some(worker);
 }

@@ -133,6 +133,16 @@ impl ServiceHarness {
         service
     }
 
+    /// [`ServiceHarness::start_other_healthy`] with `dependency` reached through its own
+    /// proxy (initially forwarding; flip it with `running.proxy`), waiting until healthy.
+    pub async fn start_other_proxied(&self, bin: &Path, dependency: Dependency) -> RunningService {
+        let mut service = self.spawn_bin(bin, Some((dependency, ProxyMode::Forward))).await;
+        if let Err(error) = service.process.wait_healthy(service.addr, START_TIMEOUT).await {
+            panic!("{} did not become healthy: {error}\n{}", bin.display(), service.process.output());
+        }
+        service
+    }
+
     async fn spawn(&self, broken: Option<(Dependency, ProxyMode)>) -> RunningService {
         self.spawn_bin(&self.bin, broken).await
     }
