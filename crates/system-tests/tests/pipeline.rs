@@ -2,163 +2,14 @@
 //! result-processor as processes; a real sshd target on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::net::Ipv4Addr;
+use std::time::Duration;
 
-use openwatch_common::access::Role;
-use openwatch_common::ids::UserId;
-use openwatch_db::queries::users::{self, NewUser};
-use openwatch_test_support::http;
+use openwatch_system_tests::{Stack, binary};
 use openwatch_test_support::proxy::ProxyMode;
-use openwatch_test_support::service::{Dependency, HeldLock, RunningService, ServiceHarness};
+use openwatch_test_support::service::{Dependency, HeldLock};
 use openwatch_test_support::ssh::TestSshd;
-use secrecy::SecretString;
-use serde_json::{Value, json};
-
-const RULES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../rules");
-const ADMIN_PASSWORD: &str = "system test passphrase";
-
-/// A workspace binary, next to this test executable (`target/<profile>/deps/..`).
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --bins` first", path.display());
-    path
-}
-
-struct Stack {
-    harness: ServiceHarness,
-    gateway: RunningService,
-    _worker: Option<RunningService>,
-    _processor: Option<RunningService>,
-    token: String,
-}
-
-impl Stack {
-    /// Gateway, scan-worker and result-processor, all direct.
-    async fn start() -> Stack {
-        let mut stack = Stack::gateway_only().await;
-        stack._worker = Some(stack.harness.start_other_healthy(&binary("openwatch-scan-worker")).await);
-        stack._processor =
-            Some(stack.harness.start_other_healthy(&binary("openwatch-result-processor")).await);
-        stack
-    }
-
-    /// Only the gateway (and its outbox relay), with a signed-in administrator.
-    async fn gateway_only() -> Stack {
-        Stack::gateway_only_with(&[]).await
-    }
-
-    /// [`Stack::gateway_only`] with extra environment for every process of the stack.
-    async fn gateway_only_with(env: &[(&str, &str)]) -> Stack {
-        let mut harness = ServiceHarness::new(binary("openwatch-api-gateway").to_str().unwrap()).await;
-        for (name, value) in env {
-            harness = harness.env(name, value);
-        }
-        let harness = harness
-            .env("OPENWATCH_RULES_DIR", RULES_DIR)
-            .env("OPENWATCH_SCAN_WALK", "false")
-            .env("OPENWATCH_CONCURRENCY", "2");
-        let gateway = harness.start_healthy().await;
-        let hash = openwatch_secrets::password::hash_password(&SecretString::from(ADMIN_PASSWORD)).unwrap();
-        let mut conn = harness.database().pool().get().await.unwrap();
-        users::insert_user(
-            &mut conn,
-            NewUser {
-                id: UserId::new(),
-                username: "root-admin".into(),
-                email: None,
-                display_name: None,
-                password_hash: hash,
-                role: Role::SuperAdmin,
-            },
-        )
-        .await
-        .unwrap();
-        let mut stack = Stack { harness, gateway, _worker: None, _processor: None, token: String::new() };
-        let login = stack
-            .call(
-                "POST",
-                "/api/auth/login",
-                Some(json!({"username": "root-admin", "password": ADMIN_PASSWORD})),
-            )
-            .await;
-        stack.token = login.1["access_token"].as_str().expect("login").to_owned();
-        stack
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.gateway.addr
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let auth = format!("Bearer {}", self.token);
-        let mut headers = vec![("Content-Type", "application/json")];
-        if !self.token.is_empty() {
-            headers.push(("Authorization", auth.as_str()));
-        }
-        let payload = body.map(|b| serde_json::to_vec(&b).unwrap());
-        let resp =
-            http::request(self.addr(), method, path, &headers, payload.as_deref(), Duration::from_secs(30))
-                .await
-                .unwrap();
-        (resp.status, serde_json::from_str(&resp.body).unwrap_or(Value::Null))
-    }
-
-    /// Registers `sshd` as a host with a host-scoped key credential; returns the host id.
-    async fn register(&self, name: &str, sshd: &TestSshd) -> String {
-        let addr = sshd.addr();
-        let (status, host) = self
-            .call(
-                "POST",
-                "/api/hosts",
-                Some(json!({"name": name, "address": addr.ip().to_string(), "port": addr.port()})),
-            )
-            .await;
-        assert_eq!(status, 201, "{host}");
-        let id = host["id"].as_str().unwrap().to_owned();
-        let (status, credential) = self
-            .call(
-                "POST",
-                "/api/credentials",
-                Some(json!({"name": format!("{name} key"), "scope": "host", "host_id": id, "username": sshd.username(),
-                            "auth_method": "private_key", "private_key": sshd.client_private_key_pem()})),
-            )
-            .await;
-        assert_eq!(status, 201, "{credential}");
-        id
-    }
-
-    /// [`Stack::wait_finished`], printing the services' output when it times out.
-    async fn wait_finished_or(&self, scan_id: &str, services: &[&RunningService]) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (_, scan) = self.call("GET", &format!("/api/scans/{scan_id}"), None).await;
-            if matches!(scan["status"].as_str(), Some("completed" | "failed" | "cancelled")) {
-                return scan;
-            }
-            if Instant::now() > deadline {
-                let logs: Vec<String> = services.iter().map(|s| s.process.output()).collect();
-                panic!("scan {scan_id} did not finish: {scan}\n{}", logs.join("\n-----\n"));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    async fn wait_finished(&self, scan_id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (_, scan) = self.call("GET", &format!("/api/scans/{scan_id}"), None).await;
-            if matches!(scan["status"].as_str(), Some("completed" | "failed" | "cancelled")) {
-                return scan;
-            }
-            assert!(Instant::now() < deadline, "scan {scan_id} did not finish: {scan}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_to_findings_for_one_host_and_a_group_of_three() {
@@ -304,7 +155,7 @@ async fn findings_count(stack: &Stack, scan: &str) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_killed_mid_scan_is_replaced_and_the_scan_completes_once() {
     let mut stack = Stack::gateway_only().await;
-    stack._processor = Some(stack.harness.start_other_healthy(&binary("openwatch-result-processor")).await);
+    stack.processor = Some(stack.harness.start_other_healthy(&binary("openwatch-result-processor")).await);
     let mut first_worker = stack.harness.start_other_healthy(&binary("openwatch-scan-worker")).await;
     let sshd = TestSshd::start(Ipv4Addr::new(127, 0, 0, 66)).await;
     let host = stack.register("crash-target", &sshd).await;
@@ -319,7 +170,7 @@ async fn a_worker_killed_mid_scan_is_replaced_and_the_scan_completes_once() {
     assert_eq!(running["status"], "running", "{running}");
     first_worker.process.kill().await;
 
-    stack._worker = Some(stack.harness.start_other_healthy(&binary("openwatch-scan-worker")).await);
+    stack.worker = Some(stack.harness.start_other_healthy(&binary("openwatch-scan-worker")).await);
     lock.release().await;
     let done = stack.wait_finished(&scan).await;
     assert_eq!(done["status"], "completed", "{done}");
@@ -334,7 +185,7 @@ async fn a_worker_killed_mid_scan_is_replaced_and_the_scan_completes_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn scans_finish_after_a_broker_outage() {
     let mut stack = Stack::gateway_only().await;
-    stack._processor = Some(stack.harness.start_other_healthy(&binary("openwatch-result-processor")).await);
+    stack.processor = Some(stack.harness.start_other_healthy(&binary("openwatch-result-processor")).await);
     let worker =
         stack.harness.start_other_proxied(&binary("openwatch-scan-worker"), Dependency::RabbitMq).await;
     let sshd = TestSshd::start(Ipv4Addr::new(127, 0, 0, 67)).await;
@@ -352,7 +203,7 @@ async fn scans_finish_after_a_broker_outage() {
         let done = stack.wait_finished(id.as_str().unwrap()).await;
         assert_eq!(done["status"], "completed", "{done}");
     }
-    stack._worker = Some(worker);
+    stack.worker = Some(worker);
 }
 
 /// PostgreSQL is unreachable for the result-processor for 10 s while a result arrives: the
@@ -381,6 +232,6 @@ async fn results_survive_a_ten_second_database_outage() {
     assert_eq!(done["status"], "completed", "{done}");
     let (findings, rules) = findings_count(&stack, &scan).await;
     assert_eq!(findings, rules);
-    stack._processor = Some(processor);
-    stack._worker = Some(worker);
+    stack.processor = Some(processor);
+    stack.worker = Some(worker);
 }
