@@ -23,8 +23,9 @@ pub const RULES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../rules");
 /// Password of the administrator every stack starts with.
 pub const ADMIN_PASSWORD: &str = "system test passphrase";
 
-/// A workspace binary, next to this test executable (`target/<profile>/deps/..`).
-/// A workspace binary, next to the running executable.
+/// A workspace binary, next to the running executable: a test runs from
+/// `target/<profile>/deps/`, the binaries sit in `target/<profile>/`. Panics when it is
+/// missing, saying to build the binaries first.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();

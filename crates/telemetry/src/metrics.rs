@@ -11,8 +11,8 @@
 pub const HTTP_REQUESTS_TOTAL: &str = "openwatch_http_requests_total";
 /// Histogram of HTTP request latency in seconds. Labels: `method`, `route`.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "openwatch_http_request_duration_seconds";
-/// Counter of RabbitMQ messages consumed. Labels: `queue`, `outcome` (`ack`, `retry`,
-/// `dead_letter`).
+/// Counter of RabbitMQ messages consumed. Labels: `queue`, `outcome` (`acked`, `retried`,
+/// `dead_lettered`, `rejected`, `unsettled`).
 pub const MQ_MESSAGES_CONSUMED_TOTAL: &str = "openwatch_mq_messages_consumed_total";
 /// Counter of RabbitMQ messages published (confirmed by the broker or not). Labels: `queue`,
 /// `outcome` (`confirmed`, `failed`).
