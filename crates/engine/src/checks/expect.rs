@@ -78,7 +78,7 @@ impl Expect {
             return false;
         }
         if let Some(pattern) = &self.matches {
-            match Regex::new(&format!("^(?:{pattern})$")) {
+            match super::cached_regex(&format!("^(?:{pattern})$"), false) {
                 Ok(re) if re.is_match(value) => {}
                 _ => return false,
             }

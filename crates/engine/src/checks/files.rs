@@ -174,7 +174,7 @@ impl FileContent {
 
     pub(crate) fn evaluate(&self, facts: &Facts) -> Outcome {
         let source = self.path.clone();
-        let regex = match RegexBuilder::new(&self.pattern).case_insensitive(self.ignore_case).build() {
+        let regex = match super::cached_regex(&self.pattern, self.ignore_case) {
             Ok(regex) => regex,
             Err(e) => return Outcome::error(format!("invalid pattern: {e}"), source),
         };

@@ -36,6 +36,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::facts::{Facts, Probe, Section};
 
+/// Compiled rule patterns, shared by every scan of this process: a corpus holds a few
+/// hundred patterns, and compiling each on every evaluation took a quarter of a scan's
+/// parse-and-evaluate time. Bounded: cleared when full (a reloaded corpus with new patterns).
+static REGEX_CACHE: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<(String, bool), regex::Regex>>,
+> = std::sync::LazyLock::new(Default::default);
+const REGEX_CACHE_CAPACITY: usize = 4096;
+
+/// `pattern` compiled (case-insensitively when asked), from [`REGEX_CACHE`] when seen before.
+pub(crate) fn cached_regex(pattern: &str, case_insensitive: bool) -> Result<regex::Regex, regex::Error> {
+    let key = (pattern.to_owned(), case_insensitive);
+    if let Some(regex) = REGEX_CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+        return Ok(regex.clone());
+    }
+    let regex = regex::RegexBuilder::new(pattern).case_insensitive(case_insensitive).build()?;
+    let mut cache = REGEX_CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.len() >= REGEX_CACHE_CAPACITY {
+        cache.clear();
+    }
+    cache.insert(key, regex.clone());
+    Ok(regex)
+}
+
 /// Bytes of raw source kept in one result's evidence excerpt.
 pub const EXCERPT_LIMIT: usize = 2048;
 

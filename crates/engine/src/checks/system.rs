@@ -155,7 +155,12 @@ impl KernelModuleDisabled {
         let relevant: Vec<&str> = config
             .output
             .lines()
-            .filter(|l| l.split_whitespace().nth(1).is_some_and(|m| m.replace('-', "_") == name))
+            .filter(|l| {
+                l.split_whitespace().nth(1).is_some_and(|m| {
+                    m.len() == name.len()
+                        && m.bytes().zip(name.bytes()).all(|(a, b)| a == b || (a == b'-' && b == b'_'))
+                })
+            })
             .collect();
         let not_loadable = relevant.iter().any(|l| {
             let mut words = l.split_whitespace();
@@ -492,7 +497,7 @@ impl CommandCheck {
             expected.push(format!("exit status {want}"));
         }
         let line_matches = |pattern: &str| {
-            Regex::new(pattern).is_ok_and(|re| section.output.lines().any(|l| re.is_match(l)))
+            super::cached_regex(pattern, false).is_ok_and(|re| section.output.lines().any(|l| re.is_match(l)))
         };
         if let Some(pattern) = &self.expect_output {
             ok &= line_matches(pattern);

@@ -15,8 +15,9 @@
 //! their own markers (`FILE <path> SIZE <n>` … `FILE-END`, or `MISSING` / `UNREADABLE` /
 //! `NOT-A-FILE`), and all paths are `stat`ed by one `stat` call. The script only reads.
 //!
-//! The filesystem walk ([`Probe::FilesystemWalk`], [`WALK_COMMAND`]) runs last, under its
-//! own time budget ([`ScriptOptions::walk_timeout_secs`]) instead of the per-probe one.
+//! The filesystem walk ([`Probe::FilesystemWalk`], [`WALK_COMMAND`]) runs beside all other
+//! probes, under its own time budget ([`ScriptOptions::walk_timeout_secs`]) instead of the
+//! per-probe one; its section comes last in the output.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -68,33 +69,53 @@ const ALWAYS: &[(&str, &str)] =
 /// Section name of the filesystem walk.
 pub const WALK_SECTION: &str = "walk";
 
-/// The filesystem walk: one GNU `find` per local filesystem (ext2/3/4, xfs, btrfs as
-/// listed by `findmnt`), never crossing into another mount (`-xdev`, so network, pseudo
-/// and temporary filesystems mounted below are not entered; `/proc`, `/sys`, `/dev` and
-/// `/run` are pruned in case they are bind-mounted). One pass prints every finding kind,
-/// tagged (GNU find's `,` operator evaluates all branches for each path):
+/// The filesystem walk over local filesystems (ext2/3/4, xfs, btrfs as listed by
+/// `findmnt`), never crossing into another mount (`-xdev`, so network, pseudo and
+/// temporary filesystems mounted below are not entered; `/proc`, `/sys`, `/dev` and `/run`
+/// are pruned in case they are bind-mounted). One pass prints every finding kind, tagged
+/// (GNU find's `,` operator evaluates all branches for each path):
 ///
 /// * `WW <path>` — world-writable regular file;
 /// * `WD <path>` — world-writable directory without the sticky bit;
 /// * `NU <path>` / `NG <path>` — owner / group matches no known user / group;
 /// * `SS <path>` — regular file with the SUID or SGID bit.
 ///
-/// Framing lines: `MOUNT <m>` before and `DONE <m> <find status>` after each mount,
-/// `SKIP <m>` for a mount point with escaped blanks (not walked), `E <message>` for each
-/// `find` error (stderr, printed after that mount's findings so lines never interleave),
-/// and `ERR <reason>` (exit 3) when GNU find (`-printf`), `findmnt` or `timeout` is
-/// missing. A cut walk (time budget) ends without its last `DONE` and exits 124.
+/// Speed, since the walk is the slowest part of a scan (it must `stat` every file, where a
+/// plain `find` reads directory entries only):
+///
+/// * owners are compared numerically against the account database (`getent`), not by
+///   `-nouser`/`-nogroup`, which look every file's owner up;
+/// * a file owned by `root:root` without the SUID, SGID or world-write bit (most of them)
+///   is dismissed after three tests;
+/// * each mount is split: one `find` covers depth 0–2, then the directories at depth 2 on
+///   the same device are walked by two `find`s in parallel (`xargs -P 2`, four start
+///   points per `find`), with line-buffered output (`stdbuf -oL -eL`) so lines of the two
+///   never interleave — without `stdbuf` the batches run one at a time. The prune tests run
+///   in the first `find` only, where `/proc` and the like can appear.
+///
+/// Framing lines: `MOUNT <m>` before and `DONE <m> <status of the last find batch>` after
+/// each mount, `SKIP <m>` for a mount point with escaped blanks (not walked), `E <message>`
+/// for each `find` error (stderr, printed after that mount's findings), and `ERR <reason>`
+/// (exit 3) when GNU find (`-printf`), `xargs`, `findmnt` or `timeout` is missing. A cut
+/// walk (time budget) ends without its last `DONE` and exits 124.
 pub const WALK_COMMAND: &str = r#"command -v timeout >/dev/null 2>&1 || { echo 'ERR timeout(1) is not available, so the walk cannot be bounded'; exit 3; }
 find / -maxdepth 0 -printf '' >/dev/null 2>&1 || { echo 'ERR find does not support -printf (GNU find is required; busybox find is not enough)'; exit 3; }
 command -v findmnt >/dev/null 2>&1 || { echo 'ERR findmnt is not available'; exit 3; }
+command -v xargs >/dev/null 2>&1 || { echo 'ERR xargs is not available'; exit 3; }
 set -f; exec 3>&1
 KU=$( (getent passwd 2>/dev/null || cat /etc/passwd) | cut -d: -f3 | sort -un | sed 's/^/! -uid /' | tr '\n' ' ')
 KG=$( (getent group 2>/dev/null || cat /etc/group) | cut -d: -f3 | sort -un | sed 's/^/! -gid /' | tr '\n' ' ')
 [ -n "$KU" ] && [ -n "$KG" ] || { echo 'ERR the account databases could not be read'; exit 3; }
+if command -v stdbuf >/dev/null 2>&1; then SB='stdbuf -oL -eL'; J=2; else SB=; J=1; fi
+export KU KG SB
+W='set -f; D=$1; shift; for a do shift; case $a in "$MD "*) set -- "$@" "${a#* }";; esac; done; [ $# -eq 0 ] || exec $SB find "$@" $D -xdev $P \( -uid 0 -gid 0 ! -perm /6002 \) -o \( \( -type f -perm -0002 -printf "WW %p\n" \) , \( -type d -perm -0002 ! -perm -1000 -printf "WD %p\n" \) , \( $KU -printf "NU %p\n" \) , \( $KG -printf "NG %p\n" \) , \( -type f \( -perm -4000 -o -perm -2000 \) -printf "SS %p\n" \) \)'
+PR='( -path /proc -o -path /sys -o -path /dev -o -path /run ) -prune -o'
 for m in $(findmnt -rn -o TARGET -t ext2,ext3,ext4,xfs,btrfs | sort -u); do
 case "$m" in *\\*) echo "SKIP $m"; continue;; esac
 echo "MOUNT $m"
-e=$(find "$m" -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run \) -prune -o \( \( -type f -perm -0002 -printf 'WW %p\n' \) , \( -type d -perm -0002 ! -perm -1000 -printf 'WD %p\n' \) , \( $KU -printf 'NU %p\n' \) , \( $KG -printf 'NG %p\n' \) , \( -type f \( -perm -4000 -o -perm -2000 \) -printf 'SS %p\n' \) \) 2>&1 >&3); rc=$?
+MD=$(stat -c %d "$m") || { echo "E cannot stat mount point $m"; echo "DONE $m 1"; continue; }
+export MD
+e=$( { P=$PR sh -c "$W" sh '-maxdepth 2' "$MD $m"; find "$m" -xdev -mindepth 2 -maxdepth 2 $PR -type d -printf '%D %p\0' | P= xargs -0 -r -n 4 -P $J sh -c "$W" sh '-mindepth 1'; } 2>&1 >&3); rc=$?
 [ -n "$e" ] && printf '%s\n' "$e" | sed 's/^/E /'
 echo "DONE $m $rc"
 done"#;
@@ -156,6 +177,16 @@ pub fn build(probes: &BTreeSet<Probe>, nonce: &str, options: &ScriptOptions) -> 
         file_cap = options.file_cap_bytes,
         walk_timeout = options.walk_timeout_secs,
     );
+    let walk = probes.contains(&Probe::FilesystemWalk);
+    if walk {
+        // The walk starts first and runs beside every other probe (it is the slowest, and
+        // the others mostly use one CPU); its output waits in the pipe and is copied out
+        // by the `cat` at the end, after every other section. The other probes read
+        // /dev/null, never the pipe. Its own budget, not $T.
+        script.push_str("{ TO=${TO:+timeout $W}; ");
+        push_run(&mut script, WALK_SECTION, WALK_COMMAND);
+        script.push_str("} | {\n{\n");
+    }
     for (name, command) in ALWAYS {
         push_run(&mut script, name, command);
     }
@@ -191,11 +222,8 @@ pub fn build(probes: &BTreeSet<Probe>, nonce: &str, options: &ScriptOptions) -> 
             paths = files.join(" "),
         );
     }
-    if probes.contains(&Probe::FilesystemWalk) {
-        // Last, so a slow walk never delays the other facts; its own budget, not $T.
-        script.push_str("if [ -n \"$TO\" ]; then TO=\"timeout $W\"; fi\n");
-        push_run(&mut script, WALK_SECTION, WALK_COMMAND);
-        script.push_str("if [ -n \"$TO\" ]; then TO=\"timeout $T\"; fi\n");
+    if walk {
+        script.push_str("} </dev/null\ncat\n}\n");
     }
     script
 }
@@ -236,16 +264,17 @@ mod tests {
     }
 
     #[test]
-    fn the_walk_runs_last_under_its_own_budget_and_firewalls_are_bulk_sections() {
+    fn the_walk_runs_beside_the_other_probes_under_its_own_budget_and_firewalls_are_bulk_sections() {
         let probes = BTreeSet::from([Probe::FilesystemWalk, Probe::Nftables, Probe::File("/etc/x".into())]);
         let script =
             build(&probes, "abc", &ScriptOptions { walk_timeout_secs: 42, ..ScriptOptions::default() });
         assert!(script.contains("W=42"));
         let walk = script.find("ow_run 'walk'").unwrap();
-        assert!(walk > script.find("for f in /etc/x").unwrap(), "after the files");
-        assert!(script[..walk].ends_with("TO=\"timeout $W\"; fi\n"));
+        assert!(walk < script.find("ow_run 'os-release'").unwrap(), "started first");
+        assert!(script[..walk].ends_with("{ TO=${TO:+timeout $W}; "));
+        assert!(script.ends_with("} </dev/null\ncat\n}\n"), "the others never read the walk's pipe");
         assert!(script.contains("ow_run 'nft' 'nft list ruleset'"));
         let without = build(&BTreeSet::from([Probe::Nftables]), "abc", &ScriptOptions::default());
-        assert!(!without.contains("ow_run 'walk'"));
+        assert!(!without.contains("ow_run 'walk'") && !without.contains("cat\n}"));
     }
 }
