@@ -114,10 +114,18 @@ fn merge(outcomes: &[&Outcome]) -> EvidenceV1 {
             outcomes.iter().filter_map(|o| f(&o.evidence)).filter(|s| !s.is_empty()).collect();
         (!parts.is_empty()).then(|| parts.join(sep))
     };
+    // The same expectation over several sources (one pattern in several files) once.
+    let expected_parts: Vec<&str> =
+        outcomes.iter().filter_map(|o| o.evidence.expected.as_deref()).filter(|s| !s.is_empty()).collect();
+    let expected = match expected_parts.as_slice() {
+        [] => None,
+        [first, rest @ ..] if rest.iter().all(|e| e == first) => Some((*first).to_owned()),
+        parts => Some(parts.join("; ")),
+    };
     evidence(
         join(&|e| Some(e.source.clone()), "; ").unwrap_or_default(),
         &join(&|e| Some(e.excerpt.clone()), "\n").unwrap_or_default(),
-        join(&|e| e.expected.clone(), "; "),
+        expected,
         join(&|e| e.actual.clone(), "; "),
     )
 }
@@ -240,6 +248,23 @@ mod tests {
             status(case("ii |avahi-daemon|0.8\n", "avahi-daemon.service disabled enabled\n")),
             FindingStatus::Pass
         );
+    }
+
+    #[test]
+    fn merged_evidence_states_a_repeated_expectation_once() {
+        let outcome = |source: &str, expected: &str| Outcome {
+            status: FindingStatus::Fail,
+            reason: None,
+            evidence: evidence(source, "", Some(expected.into()), Some("no matching line".into())),
+        };
+        let (a, b) =
+            (outcome("/etc/profile", "a line matching /x/"), outcome("/etc/bashrc", "a line matching /x/"));
+        let merged = merge(&[&a, &b]);
+        assert_eq!(merged.source, "/etc/profile; /etc/bashrc");
+        assert_eq!(merged.expected.as_deref(), Some("a line matching /x/"));
+        assert_eq!(merged.actual.as_deref(), Some("no matching line; no matching line"));
+        let c = outcome("/etc/login.defs", "UMASK 027");
+        assert_eq!(merge(&[&a, &c]).expected.as_deref(), Some("a line matching /x/; UMASK 027"));
     }
 
     #[test]

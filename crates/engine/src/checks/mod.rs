@@ -10,8 +10,10 @@
 //! * [`expect`] — value expectations (`equals`, `one_of`, `min`/`max`, `matches`, …).
 //! * [`config`] — sshd effective config, sysctl, key/value config files.
 //! * [`files`] — existence, permissions/ownership, content patterns.
-//! * [`system`] — packages, systemd services, kernel modules, mounts, audit rules,
-//!   accounts, and the restricted `command` escape hatch.
+//! * [`system`] — packages, systemd services, kernel modules, mounts, audit rules, and the
+//!   restricted `command` escape hatch.
+//! * [`accounts`] — `/etc/passwd`, `/etc/shadow`, `/etc/group` properties (UID 0, empty
+//!   passwords, password ageing, uniqueness, login shells of system accounts).
 //! * [`boot`] — kernel command line arguments, running and configured in GRUB/BLS.
 //! * [`pam`] — PAM modules, controls and options in service files (includes followed).
 //! * [`firewall`] — an active host firewall (nftables, ufw, firewalld) and its inbound
@@ -19,6 +21,7 @@
 //! * [`walk`] — findings of the one shared filesystem walk (world-writable, unowned,
 //!   ungrouped, SUID/SGID).
 
+pub mod accounts;
 pub mod boot;
 pub mod config;
 pub mod expect;
@@ -173,7 +176,7 @@ pub enum Check {
     /// An audit rule is loaded.
     AuditRule(system::AuditRule),
     /// Account database properties (`/etc/passwd`, `/etc/shadow`).
-    Accounts(system::Accounts),
+    Accounts(accounts::Accounts),
     /// A fixed read-only command's exit status and/or output.
     Command(system::CommandCheck),
     /// A kernel command line argument, running and in every configured boot entry.

@@ -1,13 +1,13 @@
-//! System checks: packages, services, kernel modules, mounts, audit rules, accounts,
-//! and the restricted `command` escape hatch.
+//! System checks: packages, services, kernel modules, mounts, audit rules, and the
+//! restricted `command` escape hatch.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::{Outcome, evidence, usable_section};
-use crate::facts::{Facts, FileFact, Probe};
+use crate::facts::{Facts, Probe};
 
 /// Whether packages must be installed or absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -314,114 +314,6 @@ impl AuditRule {
     }
 }
 
-/// Account database properties.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(tag = "property", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Accounts {
-    /// Only `root` has UID 0.
-    Uid0OnlyRoot,
-    /// No account has an empty password field in `/etc/shadow`.
-    NoEmptyPasswords,
-    /// Every account with a password has a maximum password age of at most `max_days`.
-    PasswordMaxDays {
-        /// Upper bound.
-        max_days: u32,
-    },
-    /// No legacy `+` NIS entries in passwd, shadow or group.
-    NoLegacyPlusEntries,
-}
-
-impl Accounts {
-    fn files(self) -> &'static [&'static str] {
-        match self {
-            Accounts::Uid0OnlyRoot => &["/etc/passwd"],
-            Accounts::NoEmptyPasswords | Accounts::PasswordMaxDays { .. } => &["/etc/shadow"],
-            Accounts::NoLegacyPlusEntries => &["/etc/passwd", "/etc/shadow", "/etc/group"],
-        }
-    }
-
-    pub(crate) fn probes(self, probes: &mut BTreeSet<Probe>) {
-        for file in self.files() {
-            probes.insert(Probe::File((*file).to_owned()));
-        }
-    }
-
-    pub(crate) fn evaluate(self, facts: &Facts) -> Outcome {
-        let source = self.files().join(", ");
-        let mut texts = HashMap::new();
-        for file in self.files() {
-            match facts.files.get(*file) {
-                Some(FileFact::Content { text, .. }) => {
-                    texts.insert(*file, text.as_str());
-                }
-                Some(FileFact::Unreadable) => {
-                    return Outcome::unreadable(facts, file, source);
-                }
-                _ => return Outcome::error(format!("{file} not found"), source),
-            }
-        }
-        let entries = |file: &str| -> Vec<Vec<&str>> {
-            texts
-                .get(file)
-                .map(|t| t.lines().filter(|l| !l.trim().is_empty()).map(|l| l.split(':').collect()).collect())
-                .unwrap_or_default()
-        };
-        let (offenders, expected): (Vec<String>, String) = match self {
-            Accounts::Uid0OnlyRoot => (
-                entries("/etc/passwd")
-                    .iter()
-                    .filter(|f| f.get(2) == Some(&"0") && f[0] != "root")
-                    .map(|f| format!("{} has UID 0", f[0]))
-                    .collect(),
-                "only root has UID 0".into(),
-            ),
-            Accounts::NoEmptyPasswords => (
-                entries("/etc/shadow")
-                    .iter()
-                    .filter(|f| f.get(1) == Some(&""))
-                    .map(|f| format!("{} has an empty password", f[0]))
-                    .collect(),
-                "no empty password fields".into(),
-            ),
-            Accounts::PasswordMaxDays { max_days } => (
-                entries("/etc/shadow")
-                    .iter()
-                    .filter(|f| {
-                        f.get(1).is_some_and(|p| !p.is_empty() && !p.starts_with('!') && !p.starts_with('*'))
-                    })
-                    .filter(|f| f.get(4).and_then(|d| d.parse::<u32>().ok()).is_none_or(|d| d > max_days))
-                    .map(|f| {
-                        format!(
-                            "{} max days {}",
-                            f[0],
-                            f.get(4).filter(|d| !d.is_empty()).unwrap_or(&"unset")
-                        )
-                    })
-                    .collect(),
-                format!("maximum password age <= {max_days} days for every account with a password"),
-            ),
-            Accounts::NoLegacyPlusEntries => (
-                self.files()
-                    .iter()
-                    .flat_map(|file| {
-                        entries(file)
-                            .into_iter()
-                            .filter(|f| f[0].starts_with('+'))
-                            .map(move |f| format!("{file}: {}", f.join(":")))
-                    })
-                    .collect(),
-                "no '+' entries".into(),
-            ),
-        };
-        // Evidence names accounts and ages, never password hashes.
-        let actual = if offenders.is_empty() { "compliant".to_owned() } else { offenders.join("; ") };
-        Outcome::decided(
-            offenders.is_empty(),
-            evidence(source, &offenders.join("\n"), Some(expected), Some(actual)),
-        )
-    }
-}
-
 /// Words that make a command line unfit for a read-only scan.
 const FORBIDDEN_COMMAND_WORDS: &[&str] = &[
     "rm", "mv", "cp", "dd", "tee", "chmod", "chown", "chattr", "mkfs", "mount", "umount", "kill", "pkill",
@@ -619,39 +511,6 @@ mod tests {
         );
         assert_eq!(rule("-w /etc/group -p wa").evaluate(&f).status, FindingStatus::Fail);
         assert_eq!(rule("-w /etc/passwd -p rwa").evaluate(&f).status, FindingStatus::Fail);
-    }
-
-    #[test]
-    fn account_properties() {
-        let f = Facts {
-            uid: Some(0),
-            files: [
-                (
-                    "/etc/passwd".to_string(),
-                    FileFact::Content {
-                        text: "root:x:0:0::/root:/bin/bash\ntoor:x:0:0::/:/bin/sh\n".into(),
-                        truncated: false,
-                    },
-                ),
-                (
-                    "/etc/shadow".to_string(),
-                    FileFact::Content {
-                        text: "root:$y$abc:19000:0:99999:7:::\nsvc:!:19000::::::\nbob::19000:0:90:7:::\n"
-                            .into(),
-                        truncated: false,
-                    },
-                ),
-            ]
-            .into(),
-            ..Facts::default()
-        };
-        assert_eq!(Accounts::Uid0OnlyRoot.evaluate(&f).status, FindingStatus::Fail);
-        let empty = Accounts::NoEmptyPasswords.evaluate(&f);
-        assert_eq!(empty.status, FindingStatus::Fail);
-        assert!(!empty.evidence.excerpt.contains("$y$"), "hashes never reach evidence");
-        let ageing = Accounts::PasswordMaxDays { max_days: 365 }.evaluate(&f);
-        assert_eq!(ageing.status, FindingStatus::Fail);
-        assert!(ageing.evidence.actual.unwrap().contains("root max days 99999"));
     }
 
     #[test]
