@@ -122,12 +122,13 @@ impl<'a> Databases<'a> {
         self.texts
             .get(LOGIN_DEFS)
             .and_then(|t| {
-                t.lines()
-                    .filter_map(|l| {
-                        let mut words = l.split_whitespace();
-                        (words.next() == Some("UID_MIN")).then(|| words.next()?.parse().ok())?
-                    })
-                    .last()
+                t.lines().rev().find_map(|l| {
+                    let mut words = l.split_whitespace();
+                    if words.next() != Some("UID_MIN") {
+                        return None;
+                    }
+                    words.next()?.parse().ok()
+                })
             })
             .unwrap_or(DEFAULT_UID_MIN)
     }
