@@ -260,6 +260,12 @@ struct NormalisedRule {
     fields: BTreeSet<(String, String)>,
 }
 
+/// `path` without trailing slashes (`/` stays `/`).
+fn trim_slash(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() { path } else { trimmed }
+}
+
 fn normalise_audit_rule(rule: &str) -> NormalisedRule {
     let mut normalised = NormalisedRule::default();
     let tokens: Vec<&str> = rule.split_whitespace().collect();
@@ -274,6 +280,21 @@ fn normalise_audit_rule(rule: &str) -> NormalisedRule {
             "-p" => normalised.perms.extend(value.chars()),
             "-F" if value.starts_with("key=") => {}
             "-F" if value.starts_with("perm=") => normalised.perms.extend(value["perm=".len()..].chars()),
+            // A watch is an always,exit rule on a path (`-F dir=` for a directory); the
+            // trailing slash of a directory watch is not kept by the kernel.
+            "-w" => {
+                normalised.fields.insert(("-a".to_owned(), "always,exit".to_owned()));
+                normalised.fields.insert(("-F".to_owned(), format!("path={}", trim_slash(value))));
+            }
+            "-F" if value.starts_with("path=") || value.starts_with("dir=") => {
+                let path = value.split_once('=').map_or("", |(_, p)| p);
+                normalised.fields.insert(("-F".to_owned(), format!("path={}", trim_slash(path))));
+            }
+            "-a" | "-A" => {
+                let mut parts: Vec<&str> = value.split(',').collect();
+                parts.sort_unstable();
+                normalised.fields.insert(("-a".to_owned(), parts.join(",")));
+            }
             // auditctl -l prints `-F auid>=1000 -F auid!=-1` (unset is -1 or 4294967295).
             "-F" => {
                 normalised
@@ -510,6 +531,24 @@ mod tests {
             FindingStatus::Pass
         );
         assert_eq!(rule("-w /etc/group -p wa").evaluate(&f).status, FindingStatus::Fail);
+        // Watches: trailing slashes, the always,exit spelling and `-A` (prepend) compare equal.
+        let watches = facts(&[(
+            "audit-rules",
+            "-w /etc/sudoers.d -p wa -k scope\n-a always,exit -F dir=/var/log/sudo-io/ -F perm=wa -F key=x\n\
+             -A exit,always -F arch=b64 -S sethostname -F key=net\n",
+        )]);
+        assert_eq!(rule("-w /etc/sudoers.d/ -p wa -k scope").evaluate(&watches).status, FindingStatus::Pass);
+        assert_eq!(
+            rule("-a always,exit -F path=/etc/sudoers.d -F perm=w").evaluate(&watches).status,
+            FindingStatus::Pass
+        );
+        assert_eq!(rule("-w /var/log/sudo-io -p wa").evaluate(&watches).status, FindingStatus::Pass);
+        assert_eq!(
+            rule("-a always,exit -F arch=b64 -S sethostname").evaluate(&watches).status,
+            FindingStatus::Pass
+        );
+        assert_eq!(rule("-w /etc/sudoers -p wa").evaluate(&watches).status, FindingStatus::Fail);
+        assert_eq!(rule("-w /etc/sudoers.d -p rwa").evaluate(&watches).status, FindingStatus::Fail);
         assert_eq!(rule("-w /etc/passwd -p rwa").evaluate(&f).status, FindingStatus::Fail);
     }
 
