@@ -36,16 +36,32 @@ pub fn evaluate<'a>(
 }
 
 /// Evaluates one rule.
+///
+/// Scanning for one framework uses that framework's variable values. Scanning for all
+/// (`framework` = `None`) uses the defaults, and also evaluates each framework that
+/// overrides a value with its own values: a framework whose status differs (a STIG that
+/// wants 60 days where the default allows 365) is left out of the result's `frameworks`,
+/// so its score never counts a status its own values would not give. Its own result comes
+/// from a scan for that framework.
 pub fn evaluate_rule(rule: &Rule, framework: Option<&str>, facts: &Facts) -> RuleResultV1 {
     let started = Instant::now();
     let outcome = decide(rule, framework, facts);
+    let mut frameworks = rule.file.references.clone();
+    if framework.is_none() {
+        for variant in rule.overridden.keys() {
+            if frameworks.contains_key(variant) && decide(rule, Some(variant), facts).status != outcome.status
+            {
+                frameworks.remove(variant);
+            }
+        }
+    }
     RuleResultV1 {
         rule_id: rule.file.id.clone(),
         status: outcome.status,
         severity: rule.file.severity,
         reason: outcome.reason,
         evidence: outcome.evidence,
-        frameworks: rule.file.references.clone(),
+        frameworks,
         duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
     }
 }
@@ -248,6 +264,42 @@ mod tests {
             status(case("ii |avahi-daemon|0.8\n", "avahi-daemon.service disabled enabled\n")),
             FindingStatus::Pass
         );
+    }
+
+    #[test]
+    fn a_framework_whose_values_disagree_is_left_out_of_an_all_frameworks_result() {
+        let max_age = parse_rule(
+            Path::new("max_age.yml"),
+            "id: max_age\ntitle: t\ndescription: d\nrationale: r\nseverity: low\ncategory: c\n\
+             references: {cis-debian12: ['5.4.1.1'], stig-ubuntu2204: ['UBTU-22-411030']}\n\
+             platforms: [{family: debian}]\nvariables: {days: {default: 365, overrides: {stig-ubuntu2204: 60}}}\n\
+             checks:\n  - {type: kv_config, paths: [/etc/login.defs], key: PASS_MAX_DAYS, separator: whitespace, \
+             expect: {min: 1, max: \"{{ days }}\"}}\n",
+        )
+        .unwrap();
+        let facts_with = |days: u32| {
+            let case = FixtureCase {
+                root: true,
+                files: [("/etc/login.defs".to_string(), Some(format!("PASS_MAX_DAYS {days}\n")))].into(),
+                ..FixtureCase::default()
+            };
+            crate::fixtures::facts_of(&max_age, &case).unwrap()
+        };
+        let keys = |r: &RuleResultV1| r.frameworks.keys().cloned().collect::<Vec<_>>();
+        // 90 days: compliant for CIS (365), not for the STIG (60).
+        let all = evaluate_rule(&max_age, None, &facts_with(90));
+        assert_eq!(all.status, FindingStatus::Pass);
+        assert_eq!(keys(&all), ["cis-debian12"]);
+        let stig = evaluate_rule(&max_age, Some("stig-ubuntu2204"), &facts_with(90));
+        assert_eq!(stig.status, FindingStatus::Fail);
+        // 30 days: both agree, so the result counts for both.
+        assert_eq!(
+            keys(&evaluate_rule(&max_age, None, &facts_with(30))),
+            ["cis-debian12", "stig-ubuntu2204"]
+        );
+        let mut probes = BTreeSet::new();
+        max_age.probes(None, &mut probes);
+        assert!(probes.contains(&Probe::File("/etc/login.defs".into())));
     }
 
     #[test]

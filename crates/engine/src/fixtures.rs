@@ -24,7 +24,7 @@ use openwatch_common::domain::FindingStatus;
 use serde::Deserialize;
 
 use crate::eval::evaluate_rule;
-use crate::facts::parse;
+use crate::facts::{Facts, parse};
 use crate::platform::Family;
 use crate::rules::{Rule, RuleSet};
 
@@ -114,11 +114,15 @@ pub fn render(rule: &Rule, case: &FixtureCase) -> String {
     out
 }
 
+/// The facts a case of `rule` stands for.
+pub fn facts_of(rule: &Rule, case: &FixtureCase) -> Result<Facts, String> {
+    let stat_requested = case.stat.iter().filter_map(|l| l.rsplit('|').next().map(str::to_owned)).collect();
+    parse::parse(&render(rule, case), NONCE, stat_requested).map_err(|e| e.to_string())
+}
+
 /// Evaluates one case of `rule`.
 pub fn evaluate_case(rule: &Rule, case: &FixtureCase) -> Result<FindingStatus, String> {
-    let stat_requested = case.stat.iter().filter_map(|l| l.rsplit('|').next().map(str::to_owned)).collect();
-    let facts = parse::parse(&render(rule, case), NONCE, stat_requested).map_err(|e| e.to_string())?;
-    Ok(evaluate_rule(rule, None, &facts).status)
+    Ok(evaluate_rule(rule, None, &facts_of(rule, case)?).status)
 }
 
 /// Runs every rule's fixtures; returns one message per problem (missing fixtures, a case

@@ -31,3 +31,61 @@ fn every_fixture_file_belongs_to_a_rule() {
         assert!(rules.rules.contains_key(&id), "orphan fixture {}", path.display());
     }
 }
+
+/// Values where a DISA STIG is stricter than the CIS default: a host compliant with the
+/// CIS value fails under the STIG's own values, and a scan for all frameworks does not
+/// count that CIS pass for the STIG.
+#[test]
+fn stig_values_are_stricter_where_the_stig_says_so() {
+    use openwatch_common::domain::FindingStatus;
+    use openwatch_engine::eval::evaluate_rule;
+    use openwatch_engine::fixtures::{FixtureCase, facts_of};
+
+    let rules = RuleSet::load_dir(&corpus_dir()).unwrap();
+    let rhel9 = "ID=rhel\nVERSION_ID=\"9.4\"\nPRETTY_NAME=\"Red Hat Enterprise Linux 9.4\"\n";
+    let cases: [(&str, FixtureCase); 4] = [
+        (
+            "accounts_maximum_age_login_defs",
+            FixtureCase {
+                files: [("/etc/login.defs".into(), Some("PASS_MAX_DAYS 90\n".into()))].into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "file_permissions_etc_shadow",
+            FixtureCase {
+                stat: vec!["640|0|0|root|root|regular file|/etc/shadow".into()],
+                ..Default::default()
+            },
+        ),
+        (
+            "accounts_umask_etc_login_defs",
+            FixtureCase {
+                files: [("/etc/login.defs".into(), Some("UMASK 027\n".into()))].into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "set_password_hashing_algorithm_logindefs",
+            FixtureCase {
+                files: [("/etc/login.defs".into(), Some("ENCRYPT_METHOD yescrypt\n".into()))].into(),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (id, mut case) in cases {
+        case.root = true;
+        case.os_release = Some(rhel9.into());
+        let rule = &rules.rules[id];
+        let facts = facts_of(rule, &case).unwrap();
+        let all = evaluate_rule(rule, None, &facts);
+        assert_eq!(all.status, FindingStatus::Pass, "{id} passes with the CIS values");
+        assert!(all.frameworks.contains_key("cis-rhel9"), "{id}");
+        assert!(!all.frameworks.contains_key("stig-rhel9"), "{id}: the CIS pass is not counted for the STIG");
+        assert_eq!(
+            evaluate_rule(rule, Some("stig-rhel9"), &facts).status,
+            FindingStatus::Fail,
+            "{id} under the STIG"
+        );
+    }
+}

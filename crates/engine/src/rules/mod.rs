@@ -199,12 +199,22 @@ impl Rule {
     }
 
     /// Probes needed to evaluate this rule's checks for `framework`.
+    /// Without a framework, the probes of every variant: a scan for all frameworks also
+    /// evaluates each framework's own values (see [`crate::eval::evaluate_rule`]).
     pub fn probes(&self, framework: Option<&str>, probes: &mut BTreeSet<Probe>) {
-        for (index, conditional) in self.checks_for(framework).iter().enumerate() {
-            if let Some(when) = &conditional.when {
-                when.probes(probes);
+        let variants: Vec<&[ConditionalCheck]> = match framework {
+            Some(_) => vec![self.checks_for(framework)],
+            None => std::iter::once(self.file.checks.as_slice())
+                .chain(self.overridden.values().map(Vec::as_slice))
+                .collect(),
+        };
+        for checks in variants {
+            for (index, conditional) in checks.iter().enumerate() {
+                if let Some(when) = &conditional.when {
+                    when.probes(probes);
+                }
+                conditional.check.probes(&self.check_id(index), probes);
             }
-            conditional.check.probes(&self.check_id(index), probes);
         }
     }
 
