@@ -18,6 +18,8 @@
 //! * [`pam`] — PAM modules, controls and options in service files (includes followed).
 //! * [`firewall`] — an active host firewall (nftables, ufw, firewalld) and its inbound
 //!   default policy.
+//! * [`homes`] — interactive users' home directories and dot files (paths read from
+//!   `/etc/passwd` on the host).
 //! * [`walk`] — findings of the one shared filesystem walk (world-writable, unowned,
 //!   ungrouped, SUID/SGID).
 
@@ -27,6 +29,7 @@ pub mod config;
 pub mod expect;
 pub mod files;
 pub mod firewall;
+pub mod homes;
 pub mod pam;
 pub mod system;
 pub mod walk;
@@ -187,6 +190,8 @@ pub enum Check {
     Firewall(firewall::Firewall),
     /// No finding of a kind in the shared filesystem walk outside an allow list.
     FilesystemWalk(walk::FilesystemWalk),
+    /// Interactive users' home directories or the dot files in them.
+    HomeFiles(homes::HomeFiles),
 }
 
 impl Check {
@@ -232,6 +237,7 @@ impl Check {
             Check::PamModule(c) => c.probes(probes),
             Check::Firewall(c) => c.probes(probes),
             Check::FilesystemWalk(c) => c.probes(probes),
+            Check::HomeFiles(c) => c.probes(probes),
         }
     }
 
@@ -255,6 +261,7 @@ impl Check {
             Check::PamModule(c) => c.evaluate(facts),
             Check::Firewall(c) => c.evaluate(facts),
             Check::FilesystemWalk(c) => c.evaluate(facts),
+            Check::HomeFiles(c) => c.evaluate(facts),
         }
     }
 
@@ -272,6 +279,7 @@ impl Check {
             Check::PamModule(c) => c.validate(),
             Check::Firewall(c) => c.validate(),
             Check::FilesystemWalk(c) => c.validate(),
+            Check::HomeFiles(c) => c.validate(),
             Check::Package(_)
             | Check::Service(_)
             | Check::KernelModuleDisabled(_)

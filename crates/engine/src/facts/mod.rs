@@ -47,6 +47,9 @@ pub enum Probe {
     /// world-writable directories without the sticky bit, unowned and ungrouped files,
     /// and SUID/SGID files (see [`script::WALK_COMMAND`]). Shared by every walk rule.
     FilesystemWalk,
+    /// Interactive accounts with `stat`s of their home directories and the dot files in
+    /// them (see [`crate::checks::homes::HOMES_COMMAND`]).
+    HomeDirectories,
     /// Content of files matching a path or shell glob (size capped).
     File(String),
     /// Metadata (mode, owner, group, type) of a path or shell glob.
@@ -69,7 +72,8 @@ impl Probe {
             | Probe::Nftables
             | Probe::Ufw
             | Probe::Firewalld
-            | Probe::FilesystemWalk => true,
+            | Probe::FilesystemWalk
+            | Probe::HomeDirectories => true,
             Probe::File(path) | Probe::Stat(path) => ROOT_ONLY_PATHS.iter().any(|p| path.starts_with(p)),
             _ => false,
         }

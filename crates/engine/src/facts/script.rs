@@ -153,6 +153,7 @@ pub fn bulk_command(probe: &Probe) -> Option<(&'static str, &'static str)> {
             "firewalld",
             "firewall-cmd --state && firewall-cmd --get-default-zone && firewall-cmd --list-all",
         ),
+        Probe::HomeDirectories => (crate::checks::homes::HOMES_SECTION, crate::checks::homes::HOMES_COMMAND),
         Probe::File(_) | Probe::Stat(_) | Probe::Command { .. } | Probe::FilesystemWalk => return None,
     })
 }
