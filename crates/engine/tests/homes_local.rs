@@ -34,7 +34,10 @@ fn the_probe_lists_interactive_accounts_with_their_homes_and_dot_files() {
     assert_eq!(section.exit_code, Some(0), "{}", section.output);
     let lines: Vec<&str> = section.output.lines().collect();
     let account = format!("U {}|{}|{}|{}", me[0], me[2], me[3], me[5]);
-    let at = lines.iter().position(|l| *l == account).unwrap_or_else(|| panic!("{account} in\n{}", section.output));
+    let at = lines
+        .iter()
+        .position(|l| *l == account)
+        .unwrap_or_else(|| panic!("{account} in\n{}", section.output));
     let home = std::fs::metadata(me[5]).unwrap();
     assert_eq!(
         lines[at + 1],

@@ -83,3 +83,26 @@ fn output_exactly_at_the_cap_is_complete() {
     assert!(!out.truncated);
     assert_eq!(out.stdout.len(), 1000);
 }
+
+#[test]
+fn a_command_shared_by_two_checks_runs_once_and_both_get_its_section() {
+    use std::collections::BTreeSet;
+
+    use openwatch_engine::facts::script::{self, ScriptOptions};
+    use openwatch_engine::facts::{Probe, parse};
+
+    let command = "cat /proc/sys/kernel/ostype".to_owned();
+    let probes = BTreeSet::from([
+        Probe::Command { id: "r#0".into(), command: command.clone() },
+        Probe::Command { id: "r#1".into(), command },
+    ]);
+    let nonce = script::new_nonce();
+    let text = script::build(&probes, &nonce, &ScriptOptions::default());
+    let out = LocalTransport::new().run_script(&text, &limits()).unwrap();
+    let facts = parse::parse(&String::from_utf8_lossy(&out.stdout), &nonce, Vec::new()).unwrap();
+    let first = facts.section("cmd:r#0").expect("the section that ran");
+    assert_eq!(first.output, "Linux\n");
+    assert_eq!(first.exit_code, Some(0));
+    assert_eq!(facts.section("cmd:r#1"), Some(first));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("BEGIN cmd:").count(), 1);
+}

@@ -23,6 +23,7 @@ pub fn parse(output: &str, nonce: &str, stat_requested: Vec<String>) -> Result<F
     let marker = format!("@@OW-{nonce} ");
     let mut sections: BTreeMap<String, Section> = BTreeMap::new();
     let mut current: Option<(String, Vec<&str>, Option<i32>)> = None;
+    let mut aliases: Vec<(String, String)> = Vec::new();
     for line in output.split('\n') {
         let Some(rest) = line.strip_prefix(marker.as_str()) else {
             // Output ends at the RC marker; what follows it is framing.
@@ -31,7 +32,12 @@ pub fn parse(output: &str, nonce: &str, stat_requested: Vec<String>) -> Result<F
             }
             continue;
         };
-        if let Some(name) = rest.strip_prefix("BEGIN ") {
+        if let Some(pair) = rest.strip_prefix("ALIAS ") {
+            // A command shared by several checks ran once: `ALIAS <name> <section that ran>`.
+            if let Some((alias, original)) = pair.split_once(' ') {
+                aliases.push((alias.to_owned(), original.trim().to_owned()));
+            }
+        } else if let Some(name) = rest.strip_prefix("BEGIN ") {
             current = Some((name.to_owned(), Vec::new(), None));
         } else if let Some(code) = rest.strip_prefix("RC ") {
             if let Some((_, _, rc)) = current.as_mut() {
@@ -48,6 +54,11 @@ pub fn parse(output: &str, nonce: &str, stat_requested: Vec<String>) -> Result<F
         } else if let Some((_, lines, None)) = current.as_mut() {
             // FILE markers stay in the `files` section's text and are parsed below.
             lines.push(line);
+        }
+    }
+    for (alias, original) in aliases {
+        if let Some(section) = sections.get(&original).cloned() {
+            sections.insert(alias, section);
         }
     }
     if sections.is_empty() {

@@ -193,11 +193,22 @@ pub fn build(probes: &BTreeSet<Probe>, nonce: &str, options: &ScriptOptions) -> 
     }
     let mut files = Vec::new();
     let mut stats = Vec::new();
+    let mut command_sections: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
     for probe in probes {
         match probe {
             Probe::File(path) if is_safe_path(path) => files.push(path.as_str()),
             Probe::Stat(path) if is_safe_path(path) => stats.push(path.as_str()),
-            Probe::Command { id, command } => push_run(&mut script, &format!("cmd:{id}"), command),
+            // The same command for several checks runs once; the others get an alias.
+            Probe::Command { id, command } => match command_sections.get(command.as_str()) {
+                Some(first) => {
+                    let _ = writeln!(script, "printf '@@OW-%s ALIAS %s %s\\n' \"$N\" 'cmd:{id}' '{first}'");
+                }
+                None => {
+                    let name = format!("cmd:{id}");
+                    push_run(&mut script, &name, command);
+                    command_sections.insert(command.as_str(), name);
+                }
+            },
             other => {
                 if let Some((name, command)) = bulk_command(other) {
                     push_run(&mut script, name, command);
@@ -236,6 +247,16 @@ fn push_run(script: &mut String, name: &str, command: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_shared_by_several_checks_runs_once() {
+        let command = |id: &str| Probe::Command { id: id.into(), command: "ufw status verbose".into() };
+        let probes = BTreeSet::from([command("a#0"), command("a#1"), command("b#0")]);
+        let script = build(&probes, "abc", &ScriptOptions::default());
+        assert_eq!(script.matches("ufw status verbose").count(), 1);
+        assert!(script.contains("ALIAS %s %s\\n' \"$N\" 'cmd:a#1' 'cmd:a#0'"));
+        assert!(script.contains("'cmd:b#0' 'cmd:a#0'"));
+    }
 
     #[test]
     fn unsafe_paths_are_refused() {
