@@ -57,6 +57,15 @@ impl ScanError {
     }
 }
 
+/// `message` with the first line of the target's standard error, when there is one: it
+/// says why a script produced nothing (`sudo: not found`, `sudo: a password is required`).
+fn with_stderr(message: String, stderr: &str) -> String {
+    match stderr.lines().map(str::trim).find(|l| !l.is_empty()) {
+        Some(line) => format!("{message} (stderr: {})", line.chars().take(200).collect::<String>()),
+        None => message,
+    }
+}
+
 /// Where the time of a scan went.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct ScanTimings {
@@ -118,8 +127,8 @@ pub fn scan(
         .iter()
         .filter_map(|p| if let Probe::Stat(path) = p { Some(path.clone()) } else { None })
         .collect();
-    let mut facts =
-        parse::parse(&stdout, &nonce, stat_requested).map_err(|e| ScanError::Output(e.to_string()))?;
+    let mut facts = parse::parse(&stdout, &nonce, stat_requested)
+        .map_err(|e| ScanError::Output(with_stderr(e.to_string(), &output.stderr)))?;
     facts.walk_disabled = !options.walk;
     if facts.section("id").is_none() {
         return Err(ScanError::Output("the identity section is missing: output cut short".into()));
@@ -141,4 +150,19 @@ pub fn scan(
         script_bytes: text.len(),
         output_bytes: output.stdout.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unusable_output_names_the_first_stderr_line() {
+        assert_eq!(
+            with_stderr("no sections".into(), "\n  sh: 1: sudo: not found\nmore\n"),
+            "no sections (stderr: sh: 1: sudo: not found)"
+        );
+        assert_eq!(with_stderr("no sections".into(), " \n"), "no sections");
+        assert_eq!(with_stderr("x".into(), &"é".repeat(500)).chars().count(), "x (stderr: )".len() + 200);
+    }
 }

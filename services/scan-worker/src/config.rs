@@ -13,6 +13,7 @@
 //! | `OPENWATCH_SCAN_EXEC_TIMEOUT_SECS` | `120` | running the collection script and reading its output (5–3600) |
 //! | `OPENWATCH_SCAN_MAX_OUTPUT_BYTES` | `16777216` | largest script output accepted; more fails the scan `output_too_large` (≥ 65536) |
 //! | `OPENWATCH_SCAN_WALK` | `true` | collect the filesystem walk (world-writable, unowned, SUID files) for the rules that need it; `false` reports those rules `not_applicable` and saves seconds per host |
+//! | `OPENWATCH_SCAN_WALK_INTERVAL_SECS` | `0` | with the walk on: run it at most once per host in this many seconds (0 = every scan). Scans in between leave the walk rules out of their results, so each host keeps its last walk results (result-processor carries rules a scan did not evaluate); the time of a host's last walk is a Redis key `<prefix>host:<id>:walked` expiring after the interval (0–2592000) |
 //! | `OPENWATCH_SCAN_LEASE_SECS` | `600` | how long a started scan is held before the stale-scan reaper may call it abandoned; must exceed the whole-scan bound (2 × connect + auth + exec + 30 s to publish) |
 //! | `OPENWATCH_REDIS_KEY_PREFIX` | `openwatch:` | prefix of the live progress keys (`<prefix>scan:<id>:progress`) |
 //!
@@ -80,6 +81,8 @@ pub struct ScanConfig {
     pub limits: ExecLimits,
     /// `OPENWATCH_SCAN_WALK`.
     pub walk: bool,
+    /// `OPENWATCH_SCAN_WALK_INTERVAL_SECS` (zero: every scan).
+    pub walk_interval: Duration,
     /// `OPENWATCH_SCAN_LEASE_SECS`.
     pub lease: Duration,
     /// `OPENWATCH_REDIS_KEY_PREFIX`.
@@ -154,6 +157,7 @@ impl ScanConfig {
             sudo,
             limits,
             walk: env_parse_from(lookup, "OPENWATCH_SCAN_WALK", true)?,
+            walk_interval: secs("OPENWATCH_SCAN_WALK_INTERVAL_SECS", 0, 0..=2_592_000)?,
             lease,
             redis_key_prefix: env_or_from(lookup, "OPENWATCH_REDIS_KEY_PREFIX", "openwatch:"),
         })
@@ -193,6 +197,7 @@ mod tests {
         assert_eq!(config.sudo, SudoMode::Auto);
         assert_eq!(config.limits, ExecLimits::default());
         assert!(config.walk);
+        assert_eq!(config.walk_interval, Duration::ZERO);
         assert_eq!(config.lease, Duration::from_secs(600));
         assert!(config.lease > whole_scan_bound(&config.limits));
         assert_eq!(config.redis_key_prefix, "openwatch:");
@@ -211,6 +216,7 @@ mod tests {
             ("OPENWATCH_SCAN_EXEC_TIMEOUT_SECS", "30"),
             ("OPENWATCH_SCAN_MAX_OUTPUT_BYTES", "1048576"),
             ("OPENWATCH_SCAN_WALK", "false"),
+            ("OPENWATCH_SCAN_WALK_INTERVAL_SECS", "86400"),
             ("OPENWATCH_SCAN_LEASE_SECS", "120"),
             ("OPENWATCH_REDIS_KEY_PREFIX", "test:1:"),
         ]))
@@ -230,6 +236,7 @@ mod tests {
             }
         );
         assert!(!config.walk);
+        assert_eq!(config.walk_interval, Duration::from_secs(86_400));
         assert_eq!(config.lease, Duration::from_secs(120));
         assert_eq!(config.redis_key_prefix, "test:1:");
     }
@@ -242,6 +249,10 @@ mod tests {
         assert!(error(&[KEY, ("OPENWATCH_SCAN_SUDO", "sometimes")]).contains("OPENWATCH_SCAN_SUDO"));
         assert!(error(&[KEY, ("OPENWATCH_SCAN_EXEC_TIMEOUT_SECS", "0")]).contains("between 5 and 3600"));
         assert!(error(&[KEY, ("OPENWATCH_SCAN_WALK", "maybe")]).contains("OPENWATCH_SCAN_WALK"));
+        assert!(
+            error(&[KEY, ("OPENWATCH_SCAN_WALK_INTERVAL_SECS", "-1")])
+                .contains("OPENWATCH_SCAN_WALK_INTERVAL_SECS")
+        );
         assert!(error(&[KEY, ("OPENWATCH_SCAN_MAX_OUTPUT_BYTES", "10")]).contains("at least 65536"));
         let lease = error(&[KEY, ("OPENWATCH_SCAN_LEASE_SECS", "170")]);
         assert!(lease.contains("must exceed the whole-scan bound of 180 s"), "{lease}");

@@ -13,6 +13,7 @@ mod consumers;
 mod progress;
 mod slots;
 mod ssh;
+mod walk_schedule;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -53,9 +54,16 @@ async fn main() -> anyhow::Result<()> {
     });
     let (rules, cipher, scan) = (Arc::new(rules), Arc::new(cipher), Arc::new(scan));
     let result = runtime::run(&SPEC, config, |resources| {
+        let walk_schedule = walk_schedule::WalkSchedule::new(
+            resources.redis.clone(),
+            &scan.redis_key_prefix,
+            scan.walk,
+            scan.walk_interval,
+        );
         Router::new().register(ScanRequested {
             pool: resources.pool.clone(),
             redis: resources.redis.clone(),
+            walk_schedule,
             publisher,
             rules,
             cipher,

@@ -74,6 +74,17 @@ pub fn candidate_rules(rules: &RuleSet, framework: Option<&str>) -> usize {
     rules.rules.values().filter(|r| framework.is_none_or(|f| r.file.references.contains_key(f))).count()
 }
 
+/// The ids of the rules a scan with this framework filter evaluates that read the
+/// filesystem walk.
+pub fn walk_rules(rules: &RuleSet, framework: Option<&str>) -> std::collections::HashSet<String> {
+    rules
+        .rules
+        .values()
+        .filter(|r| framework.is_none_or(|f| r.file.references.contains_key(f)) && r.needs_walk())
+        .map(|r| r.file.id.clone())
+        .collect()
+}
+
 /// The stable `failure_reason` of a failed scan.
 pub fn failure_code(error: &ScanError) -> &'static str {
     match error {

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -24,6 +25,7 @@ use openwatch_db::queries::known_hosts::{self, KnownHostStatus};
 use openwatch_db::queries::scans::{self, NewScan};
 use openwatch_db::queries::users::{self, NewUser};
 use openwatch_db::{AsyncConnection, DbError, PooledConnection};
+use openwatch_engine::rules::RuleSet;
 use openwatch_secrets::{Cipher, CredentialSecret};
 use openwatch_test_support::prometheus;
 use openwatch_test_support::service::{HeldLock, RunningService, ServiceHarness, TEST_MASTER_KEY};
@@ -457,4 +459,52 @@ async fn cancelled_scans_are_acknowledged_without_publishing() {
     assert_eq!(worker.scan_row(during.scan_id).await.status, ScanStatus::Cancelled);
     assert_eq!(worker.progress(during.scan_id).await, None, "no progress left for a cancelled scan");
     assert!(sshd.log().contains("Accepted publickey"), "the cancelled scan did run");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_walk_interval_a_host_is_walked_once_and_later_scans_leave_the_walk_rules_out() {
+    let sshd = TestSshd::start(ip(71)).await;
+    let user = scan_user();
+    let worker =
+        Worker::start(&[("OPENWATCH_SCAN_WALK", "true"), ("OPENWATCH_SCAN_WALK_INTERVAL_SECS", "3600")])
+            .await;
+    let host = worker.add_host(ip(71), sshd.addr().port()).await;
+    worker.add_credential(host, user.name, password(user.password)).await;
+    let walk_rules: Vec<String> = RuleSet::load_dir(Path::new(RULES_DIR))
+        .unwrap()
+        .rules
+        .values()
+        .filter(|r| r.needs_walk())
+        .map(|r| r.file.id.clone())
+        .collect();
+    assert!(!walk_rules.is_empty());
+
+    let first = worker.queue_scan(host, ScanTrigger::Manual, None).await;
+    worker.request(QueueName::Scans, &first).await;
+    let walked = worker.next_result().await;
+    assert_eq!(walked.outcome, ScanStatus::Completed, "{:?}", walked.failure_reason);
+    for id in &walk_rules {
+        let result =
+            walked.results.iter().find(|r| &r.rule_id == id).unwrap_or_else(|| panic!("{id} missing"));
+        assert_ne!(
+            result.status,
+            FindingStatus::NotApplicable,
+            "{id} was evaluated by the walk: {:?}",
+            result.reason
+        );
+    }
+    let redis = worker.harness.redis();
+    let key = format!("{}host:{host}:walked", redis.prefix());
+    let ttl: i64 =
+        redis::cmd("TTL").arg(&key).query_async(&mut redis.pool().get().await.unwrap()).await.unwrap();
+    assert!((3500..=3600).contains(&ttl), "the walk is recorded for the interval: ttl {ttl}");
+
+    let second = worker.queue_scan(host, ScanTrigger::Manual, None).await;
+    worker.request(QueueName::Scans, &second).await;
+    let skipped = worker.next_result().await;
+    assert_eq!(skipped.outcome, ScanStatus::Completed, "{:?}", skipped.failure_reason);
+    assert!(skipped.results.iter().all(|r| !walk_rules.contains(&r.rule_id)), "walk rules left out");
+    assert_eq!(skipped.results.len() + walk_rules.len(), walked.results.len());
+    let progress = worker.progress(second.scan_id).await.unwrap();
+    assert_eq!(progress["rules_total"], skipped.results.len(), "{progress}");
 }

@@ -218,6 +218,14 @@ impl Rule {
         }
     }
 
+    /// Whether a check of the rule (any framework's variant) reads the filesystem walk.
+    pub fn needs_walk(&self) -> bool {
+        std::iter::once(&self.file.checks)
+            .chain(self.overridden.values())
+            .flatten()
+            .any(|c| matches!(c.check, Check::FilesystemWalk(_)))
+    }
+
     /// The id of a check's own fact section (for `command` checks).
     pub fn check_id(&self, index: usize) -> String {
         format!("{}#{index}", self.file.id)

@@ -32,7 +32,7 @@
 //! published); a malformed request or an unknown scan is permanent. Secrets stay in
 //! `SecretString`s and are never logged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,7 @@ use crate::config::{HostKeyMode, PUBLISH_WAIT, ScanConfig};
 use crate::progress::{Phase, Progress};
 use crate::slots::{Priority, ScanSlots};
 use crate::ssh;
+use crate::walk_schedule::WalkSchedule;
 
 /// The `status` of progress while a scan runs.
 const RUNNING: &str = "running";
@@ -71,6 +72,8 @@ pub struct ScanRequested {
     pub pool: Pool,
     /// Redis, for progress (best effort).
     pub redis: Option<deadpool_redis::Pool>,
+    /// When each host's filesystem walk is due.
+    pub walk_schedule: WalkSchedule,
     /// Publishes results; kept connected by the process (see `main.rs`).
     pub publisher: Arc<ReconnectingPublisher>,
     /// The rule corpus, loaded once.
@@ -103,19 +106,27 @@ impl Handler<ScanRequestedV1> for ScanRequested {
             warn!(scan.host_id = %run.host_id, "the request names another host than the scan row: scanning the row's");
         }
         let clock = Instant::now();
-        let rules_total = ssh::candidate_rules(&self.rules, run.framework.as_deref());
+        // Walked within the interval: the walk rules are left out (their last results stay).
+        let skip_walk = self.walk_schedule.skip(run.host_id).await;
+        let left_out =
+            if skip_walk { ssh::walk_rules(&self.rules, run.framework.as_deref()) } else { HashSet::new() };
+        let rules_total = ssh::candidate_rules(&self.rules, run.framework.as_deref()) - left_out.len();
         let progress =
             Progress::new(self.redis.clone(), &self.config.redis_key_prefix, run.scan_id, rules_total);
         progress.set(RUNNING, Phase::Connecting, 0).await;
 
-        let outcome = self.execute(&run, rules_total, &progress).await?;
+        let walk = self.config.walk && !skip_walk;
+        let outcome = self.execute(&run, rules_total, &progress, walk).await?;
+        if walk && matches!(outcome, Outcome::Completed(_)) {
+            self.walk_schedule.walked(run.host_id).await;
+        }
         let finished_at = Utc::now();
         if !self.still_wanted(&run).await? {
             progress.clear().await;
             record_metrics(&run, ScanStatus::Cancelled, clock, None);
             return Ok(());
         }
-        let result = completed_message(&run, outcome, finished_at);
+        let result = completed_message(&run, outcome, finished_at, &left_out);
         progress.set(RUNNING, Phase::Publishing, result.results.len()).await;
         self.publish(&result).await?;
         progress.set(result.outcome.as_str(), Phase::Publishing, result.results.len()).await;
@@ -160,6 +171,7 @@ impl ScanRequested {
         run: &ScanRun,
         rules_total: usize,
         progress: &Progress,
+        walk: bool,
     ) -> Result<Outcome, HandlerError> {
         if rules_total == 0 {
             return Ok(Outcome::Failed("unknown_framework"));
@@ -206,7 +218,7 @@ impl ScanRequested {
             }
         });
         let rules = Arc::clone(&self.rules);
-        let options = self.options(run);
+        let options = self.options(run, walk);
         let scanned = tokio::task::spawn_blocking(move || ssh::scan(&rules, target, &options, events)).await;
         // The sender went with the blocking task: the reporter drains and ends.
         let _ = reporter.await;
@@ -324,7 +336,7 @@ impl ScanRequested {
         }
     }
 
-    fn options(&self, run: &ScanRun) -> ScanOptions {
+    fn options(&self, run: &ScanRun, walk: bool) -> ScanOptions {
         let defaults = ScriptOptions::default();
         // The walk must end well inside the exec timeout.
         let exec_secs = u32::try_from(self.config.limits.exec_timeout.as_secs()).unwrap_or(u32::MAX);
@@ -335,7 +347,7 @@ impl ScanRequested {
                 ..defaults
             },
             limits: self.config.limits.clone(),
-            walk: self.config.walk,
+            walk,
         }
     }
 
@@ -376,7 +388,14 @@ impl ScanRequested {
     }
 }
 
-fn completed_message(run: &ScanRun, outcome: Outcome, finished_at: DateTime<Utc>) -> ScanCompletedV1 {
+/// The result message; rules in `left_out` (walk rules of a scan that skipped the walk) are
+/// not part of it.
+fn completed_message(
+    run: &ScanRun,
+    outcome: Outcome,
+    finished_at: DateTime<Utc>,
+    left_out: &HashSet<String>,
+) -> ScanCompletedV1 {
     let base = ScanCompletedV1 {
         scan_id: run.scan_id,
         host_id: run.host_id,
@@ -395,7 +414,7 @@ fn completed_message(run: &ScanRun, outcome: Outcome, finished_at: DateTime<Utc>
                 platform: report
                     .platform
                     .map(|platform| PlatformV1 { family: platform.id, version: platform.version_id }),
-                results: report.results,
+                results: report.results.into_iter().filter(|r| !left_out.contains(&r.rule_id)).collect(),
                 ..base
             }
         }
