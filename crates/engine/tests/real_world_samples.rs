@@ -21,7 +21,7 @@ const SAMPLE_NONCE: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 fn sample_probes() -> BTreeSet<Probe> {
     let mut probes: BTreeSet<Probe> = [
         Probe::SshdEffective,
-        Probe::SysctlRuntime,
+        Probe::SysctlRuntime("net.ipv4.ip_forward".into()),
         Probe::Packages,
         Probe::SystemdUnitFiles,
         Probe::SystemdUnits,

@@ -64,7 +64,7 @@ pub struct Sysctl {
     pub key: String,
     /// Expected value.
     pub expect: Expect,
-    /// Check the running value (`sysctl -a`). Default true.
+    /// Check the running value (`sysctl -e <key>`). Default true.
     #[serde(default = "yes")]
     pub runtime: bool,
     /// Check the value configured to apply at boot. Default true.
@@ -79,7 +79,7 @@ fn yes() -> bool {
 impl Sysctl {
     pub(crate) fn probes(&self, probes: &mut BTreeSet<Probe>) {
         if self.runtime {
-            probes.insert(Probe::SysctlRuntime);
+            probes.insert(Probe::SysctlRuntime(self.key.replace('/', ".")));
         }
         if self.persistent {
             probes.insert(Probe::File("/etc/sysctl.conf".into()));
@@ -96,7 +96,8 @@ impl Sysctl {
         let mut ok = true;
         let mut actual = Vec::new();
         if self.runtime {
-            let section = match usable_section(facts, &Probe::SysctlRuntime, "sysctl", "sysctl -a") {
+            let section = match usable_section(facts, &Probe::SysctlRuntime(key.clone()), "sysctl", "sysctl")
+            {
                 Ok(section) => section,
                 Err(outcome) => return *outcome,
             };
@@ -104,14 +105,22 @@ impl Sysctl {
                 let (k, v) = line.split_once('=')?;
                 (k.trim() == key).then(|| v.split_whitespace().collect::<Vec<_>>().join(" "))
             });
+            let denied = format!("sysctl: permission denied on key '{key}'");
+            if let Some(line) = section.output.lines().find(|l| l.trim() == denied) {
+                let reason = if facts.privileged() { "cannot read" } else { "requires privilege" };
+                return Outcome::error(
+                    format!("{reason}: kernel parameter {key}"),
+                    format!("sysctl {key}: {line}"),
+                );
+            }
             let Some(running) = running else {
                 return Outcome::not_applicable(
                     format!("kernel parameter {key} does not exist on this kernel"),
-                    evidence("sysctl -a", "", expected, None),
+                    evidence(format!("sysctl {key}"), "", expected, None),
                 );
             };
             ok &= self.expect.check(Some(&running));
-            excerpt.push(format!("sysctl -a: {key} = {running}"));
+            excerpt.push(format!("sysctl: {key} = {running}"));
             actual.push(format!("running: {running}"));
         }
         if self.persistent {
@@ -135,7 +144,7 @@ impl Sysctl {
         }
         Outcome::decided(
             ok,
-            evidence("sysctl -a; sysctl.d", &excerpt.join("\n"), expected, Some(actual.join("; "))),
+            evidence("sysctl; sysctl.d", &excerpt.join("\n"), expected, Some(actual.join("; "))),
         )
     }
 }
@@ -391,6 +400,25 @@ mod tests {
             ],
         );
         assert_eq!(check.evaluate(&overridden).status, FindingStatus::Fail);
+        // A parameter only root may read is an error, never "does not exist".
+        let jit = Sysctl { key: "net.core.bpf_jit_harden".into(), persistent: false, ..check.clone() };
+        let mut denied = facts_with(
+            &[(
+                "sysctl",
+                "net.ipv4.ip_forward = 0\nsysctl: permission denied on key 'net.core.bpf_jit_harden'\n",
+            )],
+            &[],
+        );
+        denied.uid = Some(1000);
+        let outcome = jit.evaluate(&denied);
+        assert_eq!(outcome.status, FindingStatus::Error);
+        assert_eq!(
+            outcome.reason.as_deref(),
+            Some("requires privilege: kernel parameter net.core.bpf_jit_harden")
+        );
+        assert_eq!(check.evaluate(&denied).status, FindingStatus::Fail, "the others are still read");
+        let absent = Sysctl { key: "kernel.no_such".into(), ..jit };
+        assert_eq!(absent.evaluate(&denied).status, FindingStatus::NotApplicable);
     }
 
     #[test]

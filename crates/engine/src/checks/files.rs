@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Outcome, evidence};
 use crate::facts::script::is_safe_path;
-use crate::facts::{Facts, FileFact, StatFact, glob_matches};
+use crate::facts::{Facts, FileFact, StatFact};
 
 /// Rejects paths the collection script would refuse.
 pub fn validate_path(path: &str) -> Result<(), String> {
@@ -17,7 +17,7 @@ pub fn validate_path(path: &str) -> Result<(), String> {
 }
 
 fn stats_matching<'a>(facts: &'a Facts, pattern: &'a str) -> Vec<(&'a String, &'a StatFact)> {
-    facts.stats.iter().filter(|(path, _)| glob_matches(pattern, path)).collect()
+    facts.stats_matching(pattern).collect()
 }
 
 /// A path exists, or (with `present: false`) does not.

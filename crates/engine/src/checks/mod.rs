@@ -269,6 +269,9 @@ impl Check {
     pub fn validate(&self) -> Result<(), String> {
         match self {
             Check::SshdConfig(c) => c.expect.validate(),
+            Check::Sysctl(c) if !crate::facts::script::is_safe_sysctl_key(&c.key) => {
+                Err(format!("`key` {:?} is not a kernel parameter name", c.key))
+            }
             Check::Sysctl(c) => c.expect.validate(),
             Check::KvConfig(c) => c.validate(),
             Check::FileExists(c) => files::validate_path(&c.path),

@@ -36,22 +36,20 @@ impl Package {
             Ok(section) => section,
             Err(outcome) => return *outcome,
         };
-        let installed: Vec<&str> = section
-            .output
-            .lines()
-            .filter_map(|line| {
-                let mut parts = line.split('|');
-                let status = parts.next()?;
-                let name = parts.next()?;
-                let is_installed = status.starts_with("ii") || status.starts_with("hi");
-                (is_installed && self.names.iter().any(|n| n == name)).then_some(name)
-            })
-            .collect();
-        let excerpt: Vec<&str> = section
-            .output
-            .lines()
-            .filter(|line| line.split('|').nth(1).is_some_and(|name| self.names.iter().any(|n| n == name)))
-            .collect();
+        // One pass: the database lines of these names (evidence) and which are installed.
+        let mut installed: Vec<&str> = Vec::new();
+        let mut excerpt: Vec<&str> = Vec::new();
+        for line in section.output.lines() {
+            let mut parts = line.split('|');
+            let (Some(status), Some(name)) = (parts.next(), parts.next()) else { continue };
+            if !self.names.iter().any(|n| n == name) {
+                continue;
+            }
+            excerpt.push(line);
+            if status.starts_with("ii") || status.starts_with("hi") {
+                installed.push(name);
+            }
+        }
         let any = !installed.is_empty();
         let (ok, expected) = match self.state {
             PackageState::Installed => (any, format!("installed: one of {}", self.names.join(", "))),

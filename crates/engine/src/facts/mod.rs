@@ -2,7 +2,7 @@
 //!
 //! Each check declares the [`Probe`]s it needs. The engine merges the probes of all
 //! selected rules, [`script::build`]s one POSIX `sh` script that gathers them with a few
-//! bulk commands (one `sysctl -a`, one package query, one `stat` over every path, one
+//! bulk commands (one `sysctl -e` for every parameter asked, one package query, one `stat` over every path, one
 //! loop over every file to read, …), runs it once, and [`parse::parse`]s the sectioned
 //! output into [`Facts`]. Every probe knows whether it needs root: without privilege, a
 //! probe that could not read its source yields an `error` result ("requires privilege"),
@@ -20,8 +20,8 @@ use crate::platform::Platform;
 pub enum Probe {
     /// Effective sshd configuration (`sshd -T`).
     SshdEffective,
-    /// Runtime kernel parameters (`sysctl -a`).
-    SysctlRuntime,
+    /// One runtime kernel parameter; all of them are read by one `sysctl -e` call.
+    SysctlRuntime(String),
     /// Installed packages (dpkg or rpm database).
     Packages,
     /// systemd unit files and their enablement state.
@@ -170,6 +170,9 @@ pub struct Facts {
     /// The filesystem walk was switched off for this scan (`--no-walk`): walk checks are
     /// `not_applicable` instead of `error`.
     pub walk_disabled: bool,
+    /// Installed package names, built from the `packages` section on first use (hundreds
+    /// of package rules and `when` conditions ask).
+    pub installed_index: std::sync::OnceLock<Option<std::collections::HashSet<String>>>,
 }
 
 impl Facts {
@@ -183,14 +186,58 @@ impl Facts {
         self.sections.get(name)
     }
 
+    /// Whether `package` is installed (dpkg `ii`/`hi`, or any rpm line); `None` when the
+    /// package database could not be read.
+    pub fn package_installed(&self, package: &str) -> Option<bool> {
+        self.installed_index
+            .get_or_init(|| {
+                let section = self.section("packages").filter(|s| s.exit_code == Some(0))?;
+                Some(
+                    section
+                        .output
+                        .lines()
+                        .filter_map(|line| {
+                            let mut parts = line.split('|');
+                            let status = parts.next()?;
+                            let name = parts.next()?;
+                            (status.starts_with("ii") || status.starts_with("hi")).then(|| name.to_owned())
+                        })
+                        .collect(),
+                )
+            })
+            .as_ref()
+            .map(|installed| installed.contains(package))
+    }
+
     /// Files whose path matches `pattern` (a path, or a shell glob with `*`), in path order.
     pub fn files_matching<'a>(
         &'a self,
         pattern: &str,
     ) -> impl Iterator<Item = (&'a String, &'a FileFact)> + use<'a> {
-        let pattern = pattern.to_owned();
-        self.files.iter().filter(move |(path, _)| glob_matches(&pattern, path))
+        entries_matching(&self.files, pattern)
     }
+
+    /// Stat results whose path matches `pattern` (a path or shell glob).
+    pub fn stats_matching<'a>(
+        &'a self,
+        pattern: &str,
+    ) -> impl Iterator<Item = (&'a String, &'a StatFact)> + use<'a> {
+        entries_matching(&self.stats, pattern)
+    }
+}
+
+/// Entries of a path-keyed map matching `pattern`: only the keys that share the pattern's
+/// literal prefix (the part before its first `*`, `?` or `[`) are glob-matched, so a scan
+/// with thousands of stat results does not glob every one for every rule.
+fn entries_matching<'a, V>(
+    map: &'a BTreeMap<String, V>,
+    pattern: &str,
+) -> impl Iterator<Item = (&'a String, &'a V)> + use<'a, V> {
+    let pattern = pattern.to_owned();
+    let prefix = pattern[..pattern.find(['*', '?', '[']).unwrap_or(pattern.len())].to_owned();
+    map.range(prefix.clone()..)
+        .take_while(move |(path, _)| path.starts_with(&prefix))
+        .filter(move |(path, _)| glob_matches(&pattern, path))
 }
 
 #[cfg(test)]
@@ -250,10 +297,26 @@ mod tests {
     }
 
     #[test]
+    fn matching_entries_come_from_the_literal_prefix_only() {
+        let map: BTreeMap<String, u8> =
+            ["/etc/a", "/etc/a-b", "/etc/a/x.conf", "/etc/a/y.conf", "/etc/ab", "/usr/a"]
+                .iter()
+                .map(|p| ((*p).to_owned(), 0))
+                .collect();
+        let keys =
+            |pattern: &str| entries_matching(&map, pattern).map(|(k, _)| k.as_str()).collect::<Vec<_>>();
+        assert_eq!(keys("/etc/a"), ["/etc/a"]);
+        assert_eq!(keys("/etc/a/*.conf"), ["/etc/a/x.conf", "/etc/a/y.conf"]);
+        assert_eq!(keys("/etc/a*"), ["/etc/a", "/etc/a-b", "/etc/ab"]);
+        assert_eq!(keys("/*/a"), ["/etc/a", "/usr/a"]);
+        assert!(keys("/nope/*").is_empty());
+    }
+
+    #[test]
     fn root_only_sources_are_flagged() {
         assert!(Probe::File("/etc/shadow".into()).needs_root());
         assert!(Probe::SshdEffective.needs_root());
         assert!(!Probe::File("/etc/passwd".into()).needs_root());
-        assert!(!Probe::SysctlRuntime.needs_root());
+        assert!(!Probe::SysctlRuntime("kernel.ostype".into()).needs_root());
     }
 }

@@ -3,7 +3,7 @@
 //! Only lines starting with `@@OW-<nonce> ` are markers; the nonce is random per scan, so
 //! a file or command output cannot inject a marker. Anything outside a section is ignored.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{FileFact, Section, StatFact};
 use crate::facts::Facts;
@@ -65,15 +65,34 @@ pub fn parse(output: &str, nonce: &str, stat_requested: Vec<String>) -> Result<F
         return Err(ParseError::NoSections);
     }
     let files = sections.get("files").map(|s| parse_files(&s.output, &marker)).unwrap_or_default();
-    let stats = sections.get("stat").map(|s| parse_stats(&s.output)).unwrap_or_default();
+    let mut stats = sections.get("stat").map(|s| parse_stats(&s.output)).unwrap_or_default();
+    name_owners(&mut stats, &files);
     let platform = sections.get("os-release").and_then(|s| Platform::from_os_release(&s.output));
     let uid = sections.get("id").and_then(|s| s.output.trim().parse().ok());
-    Ok(Facts { platform, uid, sections, files, stats, stat_requested, walk_disabled: false })
+    Ok(Facts {
+        platform,
+        uid,
+        sections,
+        files,
+        stats,
+        stat_requested,
+        walk_disabled: false,
+        installed_index: Default::default(),
+    })
+}
+
+/// How a file's framing says whether its content was cut.
+enum Length {
+    /// `SIZE <n>`: the file's size; fewer bytes read means cut.
+    Size(usize),
+    /// `CAP <n>`: at most `n` bytes are kept; the script read one more, so more than `n`
+    /// means cut (and the extra byte is dropped). Saves a `wc -c` process per file.
+    Cap(usize),
 }
 
 fn parse_files(text: &str, marker: &str) -> BTreeMap<String, FileFact> {
     let mut files = BTreeMap::new();
-    let mut open: Option<(String, usize, Vec<&str>)> = None;
+    let mut open: Option<(String, Length, Vec<&str>)> = None;
     for line in text.split('\n') {
         let Some(rest) = line.strip_prefix(marker).and_then(|r| r.strip_prefix("FILE")) else {
             if let Some((_, _, lines)) = open.as_mut() {
@@ -83,9 +102,20 @@ fn parse_files(text: &str, marker: &str) -> BTreeMap<String, FileFact> {
         };
         if rest == "-END" {
             // As for sections: the newline printed before FILE-END is the separator.
-            if let Some((path, size, lines)) = open.take() {
-                let text = lines.join("\n");
-                let truncated = text.len() < size;
+            if let Some((path, length, lines)) = open.take() {
+                let mut text = lines.join("\n");
+                let truncated = match length {
+                    Length::Size(size) => text.len() < size,
+                    Length::Cap(cap) if text.len() > cap => {
+                        let mut end = cap;
+                        while !text.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        text.truncate(end);
+                        true
+                    }
+                    Length::Cap(_) => false,
+                };
                 files.insert(path, FileFact::Content { text, truncated });
             }
             continue;
@@ -95,13 +125,19 @@ fn parse_files(text: &str, marker: &str) -> BTreeMap<String, FileFact> {
             Some((head, "MISSING")) => (head, Some(FileFact::Missing)),
             Some((head, "UNREADABLE")) => (head, Some(FileFact::Unreadable)),
             Some((head, "NOT-A-FILE")) => (head, Some(FileFact::NotAFile)),
-            _ => match rest.rsplit_once(" SIZE ") {
-                Some((head, size)) => {
-                    open = Some((head.to_owned(), size.trim().parse().unwrap_or(0), Vec::new()));
-                    continue;
+            _ => {
+                let framing = rest
+                    .rsplit_once(" CAP ")
+                    .map(|(head, n)| (head, Length::Cap(n.trim().parse().unwrap_or(0))))
+                    .or_else(|| {
+                        rest.rsplit_once(" SIZE ")
+                            .map(|(head, n)| (head, Length::Size(n.trim().parse().unwrap_or(0))))
+                    });
+                if let Some((head, length)) = framing {
+                    open = Some((head.to_owned(), length, Vec::new()));
                 }
-                None => continue,
-            },
+                continue;
+            }
         };
         // An unmatched glob comes back literally; it means "no such files", not a file.
         if let Some(fact) = status.filter(|_| !path.contains(['*', '?'])) {
@@ -125,6 +161,32 @@ fn parse_stats(text: &str) -> BTreeMap<String, StatFact> {
             Some((path, StatFact { mode, uid, gid, owner, group, file_type }))
         })
         .collect()
+}
+
+/// Fills the owner and group names the script left empty (it prints numeric ids only: a
+/// name lookup per file cost more than the `stat` itself) from `/etc/passwd` and
+/// `/etc/group` as read in the same run; an id neither file names stays numeric.
+fn name_owners(stats: &mut BTreeMap<String, StatFact>, files: &BTreeMap<String, FileFact>) {
+    let names = |path: &str| -> HashMap<u32, String> {
+        let Some(FileFact::Content { text, .. }) = files.get(path) else { return HashMap::new() };
+        text.lines()
+            .filter_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let id = fields.nth(1)?.parse().ok()?;
+                Some((id, name.to_owned()))
+            })
+            .collect()
+    };
+    let (users, groups) = (names("/etc/passwd"), names("/etc/group"));
+    for stat in stats.values_mut() {
+        if stat.owner.is_empty() {
+            stat.owner = users.get(&stat.uid).cloned().unwrap_or_else(|| stat.uid.to_string());
+        }
+        if stat.group.is_empty() {
+            stat.group = groups.get(&stat.gid).cloned().unwrap_or_else(|| stat.gid.to_string());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +273,38 @@ mod tests {
             );
             assert_eq!(facts.section("cmd:x").unwrap().output, text, "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_capped_file_is_cut_only_when_more_than_the_cap_was_read() {
+        let files = |content: &str| {
+            let output = format!(
+                "@@OW-n BEGIN id\n0\n@@OW-n RC 0\n@@OW-n END id\n@@OW-n BEGIN files\n\
+                 @@OW-n FILE /etc/a CAP 4\n{content}\n@@OW-n FILE-END\n@@OW-n RC 0\n@@OW-n END files\n"
+            );
+            parse(&output, "n", vec![]).unwrap().files.remove("/etc/a").unwrap()
+        };
+        assert_eq!(files("abcd"), FileFact::Content { text: "abcd".into(), truncated: false });
+        assert_eq!(files("ab\n"), FileFact::Content { text: "ab\n".into(), truncated: false });
+        // The script reads cap + 1 bytes: one more than the cap means the file is longer.
+        assert_eq!(files("abcde"), FileFact::Content { text: "abcd".into(), truncated: true });
+        // A cut inside a multi-byte character keeps whole characters.
+        assert_eq!(files("abcé"), FileFact::Content { text: "abc".into(), truncated: true });
+    }
+
+    #[test]
+    fn numeric_owners_are_named_from_the_account_files_of_the_same_run() {
+        let output = "@@OW-n BEGIN id\n0\n@@OW-n RC 0\n@@OW-n END id\n\
+                      @@OW-n BEGIN stat\n640|0|42|||regular file|/etc/shadow\n755|4242|4343|||directory|/srv/x\n\
+                      @@OW-n RC 0\n@@OW-n END stat\n@@OW-n BEGIN files\n\
+                      @@OW-n FILE /etc/passwd CAP 100\nroot:x:0:0:root:/root:/bin/bash\n@@OW-n FILE-END\n\
+                      @@OW-n FILE /etc/group CAP 100\nroot:x:0:\nshadow:x:42:\n@@OW-n FILE-END\n\
+                      @@OW-n RC 0\n@@OW-n END files\n";
+        let facts = parse(output, "n", vec![]).unwrap();
+        let shadow = &facts.stats["/etc/shadow"];
+        assert_eq!((shadow.owner.as_str(), shadow.group.as_str()), ("root", "shadow"));
+        let unknown = &facts.stats["/srv/x"];
+        assert_eq!((unknown.owner.as_str(), unknown.group.as_str()), ("4242", "4343"));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!
 //! A missing `RC` line means the section was cut (size cap reached). Each probe runs under
 //! `timeout` so one hung command cannot eat the scan. Files are read in one loop with
-//! their own markers (`FILE <path> SIZE <n>` … `FILE-END`, or `MISSING` / `UNREADABLE` /
+//! their own markers (`FILE <path> CAP <n>` … `FILE-END`, or `MISSING` / `UNREADABLE` /
 //! `NOT-A-FILE`), and all paths are `stat`ed by one `stat` call. The script only reads.
 //!
 //! The filesystem walk ([`Probe::FilesystemWalk`], [`WALK_COMMAND`]) runs beside all other
@@ -55,6 +55,12 @@ pub fn is_safe_path(path: &str) -> bool {
     path.starts_with('/')
         && !path.contains("..")
         && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+@*?:".contains(&b))
+}
+
+/// Characters allowed in a kernel parameter name (`net.ipv4.conf.all.rp_filter`, or the
+/// `/` spelling).
+pub fn is_safe_sysctl_key(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
 }
 
 /// A fresh random nonce for the section markers.
@@ -125,7 +131,6 @@ done"#;
 pub fn bulk_command(probe: &Probe) -> Option<(&'static str, &'static str)> {
     Some(match probe {
         Probe::SshdEffective => ("sshd", "sshd -T"),
-        Probe::SysctlRuntime => ("sysctl", "sysctl -a"),
         Probe::Packages => (
             "packages",
             "if command -v dpkg-query >/dev/null 2>&1; then echo format=dpkg; \
@@ -154,7 +159,11 @@ pub fn bulk_command(probe: &Probe) -> Option<(&'static str, &'static str)> {
             "firewall-cmd --state && firewall-cmd --get-default-zone && firewall-cmd --list-all",
         ),
         Probe::HomeDirectories => (crate::checks::homes::HOMES_SECTION, crate::checks::homes::HOMES_COMMAND),
-        Probe::File(_) | Probe::Stat(_) | Probe::Command { .. } | Probe::FilesystemWalk => return None,
+        Probe::File(_)
+        | Probe::Stat(_)
+        | Probe::Command { .. }
+        | Probe::FilesystemWalk
+        | Probe::SysctlRuntime(_) => return None,
     })
 }
 
@@ -193,11 +202,13 @@ pub fn build(probes: &BTreeSet<Probe>, nonce: &str, options: &ScriptOptions) -> 
     }
     let mut files = Vec::new();
     let mut stats = Vec::new();
+    let mut sysctl_keys = Vec::new();
     let mut command_sections: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
     for probe in probes {
         match probe {
             Probe::File(path) if is_safe_path(path) => files.push(path.as_str()),
             Probe::Stat(path) if is_safe_path(path) => stats.push(path.as_str()),
+            Probe::SysctlRuntime(key) if is_safe_sysctl_key(key) => sysctl_keys.push(key.as_str()),
             // The same command for several checks runs once; the others get an alias.
             Probe::Command { id, command } => match command_sections.get(command.as_str()) {
                 Some(first) => {
@@ -216,8 +227,28 @@ pub fn build(probes: &BTreeSet<Probe>, nonce: &str, options: &ScriptOptions) -> 
             }
         }
     }
+    if !sysctl_keys.is_empty() {
+        // Only the parameters rules ask for (`sysctl -a` reads every one, ~60 ms); `-e`
+        // leaves out those this kernel lacks (their rules are not applicable).
+        // Errors go to the section (a parameter only root may read says so there); the
+        // status is not the verdict on the other parameters.
+        push_run(
+            &mut script,
+            "sysctl",
+            &format!(
+                "command -v sysctl >/dev/null || exit 127; sysctl -e {} 2>&1; exit 0",
+                sysctl_keys.join(" ")
+            ),
+        );
+    }
     if !stats.is_empty() {
-        push_run(&mut script, "stat", &format!("stat -L -c '%a|%u|%g|%U|%G|%F|%n' {}", stats.join(" ")));
+        // Numeric owners only; the parser names them from /etc/passwd and /etc/group.
+        push_run(&mut script, "stat", &format!("stat -L -c '%a|%u|%g|||%F|%n' {}", stats.join(" ")));
+        for accounts in ["/etc/passwd", "/etc/group"] {
+            if !files.contains(&accounts) {
+                files.push(accounts);
+            }
+        }
     }
     if !files.is_empty() {
         let _ = write!(
@@ -227,7 +258,7 @@ pub fn build(probes: &BTreeSet<Probe>, nonce: &str, options: &ScriptOptions) -> 
              \x20 if [ ! -e \"$f\" ]; then printf '@@OW-%s FILE %s MISSING\\n' \"$N\" \"$f\"\n\
              \x20 elif [ ! -f \"$f\" ]; then printf '@@OW-%s FILE %s NOT-A-FILE\\n' \"$N\" \"$f\"\n\
              \x20 elif [ ! -r \"$f\" ]; then printf '@@OW-%s FILE %s UNREADABLE\\n' \"$N\" \"$f\"\n\
-             \x20 else printf '@@OW-%s FILE %s SIZE %s\\n' \"$N\" \"$f\" \"$(wc -c < \"$f\")\"; head -c \"$F\" \"$f\"; \
+             \x20 else printf '@@OW-%s FILE %s CAP %s\\n' \"$N\" \"$f\" \"$F\"; head -c $((F + 1)) \"$f\"; \
              printf '\\n@@OW-%s FILE-END\\n' \"$N\"; fi\n\
              done\n\
              printf '@@OW-%s RC 0\\n@@OW-%s END files\\n' \"$N\" \"$N\"\n",
@@ -272,17 +303,26 @@ mod tests {
     #[test]
     fn the_script_holds_each_probe_once_and_skips_unsafe_paths() {
         let probes = BTreeSet::from([
-            Probe::SysctlRuntime,
+            Probe::SysctlRuntime("kernel.randomize_va_space".into()),
+            Probe::SysctlRuntime("net.ipv4.ip_forward".into()),
+            Probe::SysctlRuntime("x;reboot".into()),
             Probe::File("/etc/login.defs".into()),
             Probe::File("/etc/x`id`".into()),
             Probe::Stat("/etc/passwd".into()),
             Probe::Stat("/etc/shadow".into()),
         ]);
         let script = build(&probes, "abc", &ScriptOptions::default());
-        assert_eq!(script.matches("sysctl -a").count(), 1);
-        assert!(script.contains("for f in /etc/login.defs; do"));
+        assert_eq!(script.matches("sysctl -e").count(), 1);
+        assert!(
+            script.contains("sysctl -e kernel.randomize_va_space net.ipv4.ip_forward 2>&1"),
+            "one call, unsafe keys left out"
+        );
         assert!(!script.contains("`id`"));
-        assert!(script.contains("stat -L -c '\\''%a|%u|%g|%U|%G|%F|%n'\\'' /etc/passwd /etc/shadow"));
+        assert!(script.contains("stat -L -c '\\''%a|%u|%g|||%F|%n'\\'' /etc/passwd /etc/shadow"));
+        assert!(
+            script.contains("for f in /etc/login.defs /etc/passwd /etc/group; do"),
+            "owner names come from these"
+        );
     }
 
     #[test]

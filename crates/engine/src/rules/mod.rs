@@ -149,14 +149,7 @@ impl When {
             .into_iter()
             .filter_map(|(p, w)| Some((p.as_ref()?, w)))
         {
-            let section = facts.section("packages").filter(|s| s.exit_code == Some(0))?;
-            let installed = section.output.lines().any(|line| {
-                let mut parts = line.split('|');
-                let status = parts.next().unwrap_or("");
-                parts.next() == Some(package.as_str())
-                    && (status.starts_with("ii") || status.starts_with("hi"))
-            });
-            if installed != wanted {
+            if facts.package_installed(package)? != wanted {
                 return Some(false);
             }
         }
