@@ -234,6 +234,14 @@ impl Accounts {
                 .filter(|f| f.get(1).is_some_and(|p| password_state(p) == PasswordState::Set))
                 .collect::<Vec<_>>()
         };
+        // Accounts with a password whose shadow field `field` is unset or out of bounds.
+        let ageing = |field: usize, label: &str, within: &dyn Fn(u64) -> bool| -> Vec<String> {
+            with_password()
+                .iter()
+                .filter(|f| days(f, field).is_none_or(|d| !within(d)))
+                .map(|f| format!("{} {label} {}", f[0], shown(f, field)))
+                .collect()
+        };
         match self {
             Accounts::Uid0OnlyRoot => (
                 passwd()
@@ -252,35 +260,19 @@ impl Accounts {
                 "no empty password fields".into(),
             ),
             Accounts::PasswordMaxDays { max_days } => (
-                with_password()
-                    .iter()
-                    .filter(|f| days(f, 4).is_none_or(|d| d > u64::from(max_days)))
-                    .map(|f| format!("{} max days {}", f[0], shown(f, 4)))
-                    .collect(),
+                ageing(4, "max days", &|d| d <= u64::from(max_days)),
                 format!("maximum password age <= {max_days} days for every account with a password"),
             ),
             Accounts::PasswordMinDays { min_days } => (
-                with_password()
-                    .iter()
-                    .filter(|f| days(f, 3).is_none_or(|d| d < u64::from(min_days)))
-                    .map(|f| format!("{} min days {}", f[0], shown(f, 3)))
-                    .collect(),
+                ageing(3, "min days", &|d| d >= u64::from(min_days)),
                 format!("minimum password age >= {min_days} days for every account with a password"),
             ),
             Accounts::PasswordWarnDays { min_days } => (
-                with_password()
-                    .iter()
-                    .filter(|f| days(f, 5).is_none_or(|d| d < u64::from(min_days)))
-                    .map(|f| format!("{} warn days {}", f[0], shown(f, 5)))
-                    .collect(),
+                ageing(5, "warn days", &|d| d >= u64::from(min_days)),
                 format!("expiry warning >= {min_days} days for every account with a password"),
             ),
             Accounts::PasswordInactiveDays { max_days } => (
-                with_password()
-                    .iter()
-                    .filter(|f| days(f, 6).is_none_or(|d| d > u64::from(max_days)))
-                    .map(|f| format!("{} inactive days {}", f[0], shown(f, 6)))
-                    .collect(),
+                ageing(6, "inactive days", &|d| d <= u64::from(max_days)),
                 format!(
                     "account disabled <= {max_days} days after password expiry for every account with a password"
                 ),
