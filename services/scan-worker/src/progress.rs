@@ -101,17 +101,26 @@ impl Progress {
 
     async fn run(&self, command: redis::Cmd, action: &'static str) {
         let Some(pool) = &self.redis else { return };
-        let attempt = async {
-            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-            command.query_async::<()>(&mut conn).await.map_err(|e| e.to_string())
-        };
-        let error = match tokio::time::timeout(WRITE_TIMEOUT, attempt).await {
-            Ok(Ok(())) => return,
-            Ok(Err(error)) => error,
-            Err(_) => format!("timed out after {} ms", WRITE_TIMEOUT.as_millis()),
-        };
-        tracing::warn!(redis.key = self.key.as_str(), %error, "cannot {action} scan progress");
+        if let Err(error) = query_within::<()>(pool, &command, WRITE_TIMEOUT).await {
+            tracing::warn!(redis.key = self.key.as_str(), %error, "cannot {action} scan progress");
+        }
     }
+}
+
+/// Runs `command` on a pooled connection, giving up after `timeout`; the error is text for
+/// a log line (Redis is best effort for this service: never a reason to fail a scan).
+pub async fn query_within<T: redis::FromRedisValue>(
+    pool: &deadpool_redis::Pool,
+    command: &redis::Cmd,
+    timeout: Duration,
+) -> Result<T, String> {
+    let attempt = async {
+        let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+        command.query_async::<T>(&mut conn).await.map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| Err(format!("timed out after {} ms", timeout.as_millis())))
 }
 
 #[cfg(test)]

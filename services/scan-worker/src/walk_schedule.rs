@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use openwatch_common::ids::HostId;
 
+use crate::progress::query_within;
+
 /// Longest wait for Redis before deciding without it.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -47,21 +49,12 @@ impl WalkSchedule {
         }
         let Some(pool) = &self.redis else { return false };
         let key = key(&self.prefix, host);
-        let attempt = async {
-            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-            redis::cmd("EXISTS").arg(&key).query_async::<bool>(&mut conn).await.map_err(|e| e.to_string())
-        };
-        match tokio::time::timeout(REDIS_TIMEOUT, attempt).await {
-            Ok(Ok(walked)) => walked,
-            Ok(Err(error)) => {
-                tracing::warn!(redis.key = key.as_str(), %error, "cannot read the walk schedule: walking");
-                false
-            }
-            Err(_) => {
-                tracing::warn!(redis.key = key.as_str(), "the walk schedule timed out: walking");
-                false
-            }
-        }
+        let mut command = redis::cmd("EXISTS");
+        command.arg(&key);
+        query_within::<bool>(pool, &command, REDIS_TIMEOUT).await.unwrap_or_else(|error| {
+            tracing::warn!(redis.key = key.as_str(), %error, "cannot read the walk schedule: walking");
+            false
+        })
     }
 
     /// Records that a completed scan of `host` walked (nothing to record without an interval).
@@ -71,22 +64,9 @@ impl WalkSchedule {
         }
         let Some(pool) = &self.redis else { return };
         let key = key(&self.prefix, host);
-        let attempt = async {
-            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(chrono::Utc::now().to_rfc3339())
-                .arg("EX")
-                .arg(self.interval.as_secs())
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        if let Err(error) = tokio::time::timeout(REDIS_TIMEOUT, attempt)
-            .await
-            .map_err(|_| "timed out".to_owned())
-            .and_then(|r| r)
-        {
+        let mut command = redis::cmd("SET");
+        command.arg(&key).arg(chrono::Utc::now().to_rfc3339()).arg("EX").arg(self.interval.as_secs());
+        if let Err(error) = query_within::<()>(pool, &command, REDIS_TIMEOUT).await {
             tracing::warn!(redis.key = key.as_str(), %error, "cannot record the walk (the next scan walks again)");
         }
     }
