@@ -143,6 +143,10 @@ impl KernelModuleDisabled {
         let source = "/proc/modules; modprobe --showconfig";
         let modules = match usable_section(facts, &Probe::LoadedModules, "modules", source) {
             Ok(section) => section,
+            Err(_) if facts.section("modules").is_some_and(|s| s.exit_code == Some(3)) => {
+                let reason = facts.section("modules").map(|s| s.output.trim().to_owned()).unwrap_or_default();
+                return Outcome::error(reason, source);
+            }
             Err(outcome) => return *outcome,
         };
         let config = match usable_section(facts, &Probe::ModprobeConfig, "modprobe", source) {
@@ -548,6 +552,23 @@ mod tests {
         assert_eq!(rule("-w /etc/sudoers -p wa").evaluate(&watches).status, FindingStatus::Fail);
         assert_eq!(rule("-w /etc/sudoers.d -p rwa").evaluate(&watches).status, FindingStatus::Fail);
         assert_eq!(rule("-w /etc/passwd -p rwa").evaluate(&f).status, FindingStatus::Fail);
+    }
+
+    #[test]
+    fn a_kernel_without_proc_modules_says_so() {
+        let mut f = facts(&[("modprobe", "blacklist cramfs\n")]);
+        f.sections.insert(
+            "modules".into(),
+            Section {
+                output:
+                    "/proc/modules does not exist: this kernel has no loadable module support, or hides it\n"
+                        .into(),
+                exit_code: Some(3),
+            },
+        );
+        let outcome = KernelModuleDisabled { name: "cramfs".into() }.evaluate(&f);
+        assert_eq!(outcome.status, FindingStatus::Error);
+        assert!(outcome.reason.unwrap().starts_with("/proc/modules does not exist"));
     }
 
     #[test]

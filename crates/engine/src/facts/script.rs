@@ -149,7 +149,12 @@ pub fn bulk_command(probe: &Probe) -> Option<(&'static str, &'static str)> {
             "[ -d /run/systemd/system ] || exit 127; systemctl list-units --all --no-legend --no-pager --full --plain",
         ),
         Probe::Mounts => ("mounts", "findmnt -rn -o TARGET,FSTYPE,OPTIONS"),
-        Probe::LoadedModules => ("modules", "cat /proc/modules"),
+        // Exit 3 with a message: a kernel without /proc/modules (no loadable module support,
+        // or a sandbox hiding it) is not a failed command.
+        Probe::LoadedModules => (
+            "modules",
+            "[ -e /proc/modules ] || { echo \"/proc/modules does not exist: this kernel has no loadable module support, or hides it\"; exit 3; }; cat /proc/modules",
+        ),
         Probe::ModprobeConfig => ("modprobe", "modprobe --showconfig"),
         Probe::AuditRules => ("audit-rules", "auditctl -l"),
         Probe::Nftables => ("nft", "nft list ruleset"),
