@@ -40,11 +40,16 @@ impl WalkSchedule {
         Self { redis, prefix: prefix.to_owned(), enabled, interval }
     }
 
+    /// Whether the walk runs at all and less often than every scan.
+    fn has_interval(&self) -> bool {
+        self.enabled && !self.interval.is_zero()
+    }
+
     /// Whether this scan of `host` leaves the walk out because the host was walked within
     /// the interval (not when the walk is switched off altogether: then the walk rules are
     /// reported `not_applicable`).
     pub async fn skip(&self, host: HostId) -> bool {
-        if !self.enabled || self.interval.is_zero() {
+        if !self.has_interval() {
             return false;
         }
         let Some(pool) = &self.redis else { return false };
@@ -59,7 +64,7 @@ impl WalkSchedule {
 
     /// Records that a completed scan of `host` walked (nothing to record without an interval).
     pub async fn walked(&self, host: HostId) {
-        if !self.enabled || self.interval.is_zero() {
+        if !self.has_interval() {
             return;
         }
         let Some(pool) = &self.redis else { return };

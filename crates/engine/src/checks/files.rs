@@ -115,7 +115,7 @@ impl FilePermissions {
         let mut violations = Vec::new();
         for (path, stat) in &found {
             lines.push(format!("{:04o} {}:{} {path}", stat.mode, stat.owner, stat.group));
-            if max_mode.is_some_and(|max| stat.mode & !max & 0o7777 != 0) {
+            if max_mode.is_some_and(|max| more_permissive(stat.mode, max)) {
                 violations.push(format!("{path} mode {:04o}", stat.mode));
             }
             if self.owner.as_ref().is_some_and(|o| !o.contains(&stat.owner)) {
@@ -131,7 +131,13 @@ impl FilePermissions {
     }
 }
 
-fn parse_mode(text: &str) -> Result<u32, String> {
+/// Whether `mode` grants a permission bit (or a special bit) `max` does not: a stricter
+/// mode is never "more permissive".
+pub(crate) fn more_permissive(mode: u32, max: u32) -> bool {
+    mode & !max & 0o7777 != 0
+}
+
+pub(crate) fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o7777)

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::files::{more_permissive, parse_mode};
 use super::{Outcome, evidence, usable_section};
 use crate::facts::{Facts, Probe, glob_matches};
 
@@ -276,7 +277,7 @@ impl HomeFiles {
             entry.mode, entry.uid, entry.gid, entry.file_type, entry.path
         ));
         let symlink = entry.file_type == "symbolic link";
-        if !symlink && max_mode.is_some_and(|max| entry.mode & !max & 0o7777 != 0) {
+        if !symlink && max_mode.is_some_and(|max| more_permissive(entry.mode, max)) {
             violations.push(format!("{} mode {:04o}", entry.path, entry.mode));
         }
         if self.owner_is_user && entry.uid != account.uid {
@@ -292,11 +293,6 @@ impl HomeFiles {
             ));
         }
     }
-}
-
-fn parse_mode(text: &str) -> Result<u32, String> {
-    u32::from_str_radix(text.trim_start_matches("0o"), 8)
-        .map_err(|_| format!("`max_mode` {text:?} is not octal"))
 }
 
 #[cfg(test)]

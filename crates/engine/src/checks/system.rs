@@ -7,7 +7,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::{Outcome, evidence, usable_section};
-use crate::facts::{Facts, Probe};
+use crate::facts::{Facts, Probe, installed_status};
 
 /// Whether packages must be installed or absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -46,7 +46,7 @@ impl Package {
                 continue;
             }
             excerpt.push(line);
-            if status.starts_with("ii") || status.starts_with("hi") {
+            if installed_status(status) {
                 installed.push(name);
             }
         }

@@ -200,7 +200,7 @@ impl Facts {
                             let mut parts = line.split('|');
                             let status = parts.next()?;
                             let name = parts.next()?;
-                            (status.starts_with("ii") || status.starts_with("hi")).then(|| name.to_owned())
+                            installed_status(status).then(|| name.to_owned())
                         })
                         .collect(),
                 )
@@ -224,6 +224,12 @@ impl Facts {
     ) -> impl Iterator<Item = (&'a String, &'a StatFact)> + use<'a> {
         entries_matching(&self.stats, pattern)
     }
+}
+
+/// Whether a package database status (the `packages` section's first field) means
+/// installed: dpkg `ii` (or `hi`, installed and held); rpm lines are written `ii`.
+pub fn installed_status(status: &str) -> bool {
+    status.starts_with("ii") || status.starts_with("hi")
 }
 
 /// Entries of a path-keyed map matching `pattern`: only the keys that share the pattern's
